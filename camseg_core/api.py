@@ -1,0 +1,133 @@
+"""The one segmentation API.
+
+Every caller (ROS node, evaluation, bag tools, benchmark, tests) uses `Segmenter`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import build_model, load_pretrained
+from .config import SamplerConfig, preset
+from .imageops import check_image, letterbox, restore
+from .profiling import StageTimer
+
+PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+@dataclass
+class Segmentation:
+    """The result for one image, at the input resolution."""
+
+    labels: np.ndarray  # (H, W) uint8 trainIds
+    confidence: np.ndarray  # (H, W) float32 in [0, 1]
+
+
+def resolve_device(device: str | torch.device = 'auto') -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cuda' where there is none raises ValueError."""
+    if str(device) == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f'invalid device {device!r}; use auto, cpu, cuda or cuda:N') from None
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f'device {device!r} asked for, but CUDA is not available on this machine')
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f'device {device!r}: only {torch.cuda.device_count()} CUDA device(s)')
+    elif dev.type != 'cpu':
+        raise ValueError(f'unsupported device {device!r}; use auto, cpu, cuda or cuda:N')
+    return dev
+
+
+class Segmenter:
+    """Segments RGB images into trainId maps with a per-pixel confidence.
+
+    Build it with `from_pretrained(checkpoint_dir)` or `from_preset(name)` (random weights).
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = 'auto', precision: str = 'fp32',
+                 max_pixels: int | None = None, name: str = '', **sampler):
+        if precision not in PRECISIONS:
+            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.max_pixels = int(max_pixels or DEFAULT_MAX_PIXELS)
+        if self.max_pixels <= 0:
+            raise ValueError(f'max_pixels must be positive, got {max_pixels!r}')
+        self.name = name or getattr(model.config, 'preset', model.model_type)
+        self.model = model.eval().to(self.device)
+        self.config = model.config
+        self.sampler = getattr(model.config, 'sampler', SamplerConfig())
+        self.set_sampler(**sampler)
+        self.profile = False
+        self.last_timings: dict[str, float] = {}
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **options) -> 'Segmenter':
+        """Load a checkpoint directory (config.json + model.safetensors); see `__init__` for the options."""
+        model, _ = load_pretrained(path)
+        return cls(model, name=options.pop('name', Path(path).name), **options)
+
+    @classmethod
+    def from_preset(cls, name: str, seed: int = 0, **options) -> 'Segmenter':
+        """Build a randomly initialised model of a named preset (tests, benchmarks)."""
+        torch.manual_seed(seed)
+        config = preset(name)
+        return cls(build_model('camseg', config.to_dict()), name=options.pop('name', name), **options)
+
+    def set_sampler(self, **changes) -> SamplerConfig:
+        """Change sampler settings (num_iter, steps, scheduler, temperature, ensemble, seed).
+
+        Invalid values raise ValueError and keep the old settings.
+        """
+        unknown = set(changes) - {f.name for f in dataclasses.fields(SamplerConfig)}
+        if unknown:
+            raise ValueError(f'unknown sampler settings: {sorted(unknown)}')
+        candidate = dataclasses.replace(self.sampler, **changes)
+        candidate.validate()
+        self.sampler = candidate
+        return candidate
+
+    @torch.inference_mode()
+    def segment(self, images):
+        """Segment one HxWx3 uint8 RGB array (-> Segmentation) or a batch (list or NxHxWx3 -> list)."""
+        single = isinstance(images, np.ndarray) and images.ndim == 3
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        batch = [images] if single else list(images)
+        if not batch:
+            raise ValueError('empty batch: no images given')
+        batch = [check_image(im, i, self.max_pixels) for i, im in enumerate(batch)]
+        timer = StageTimer(self.profile, self.device)
+        seed = self.sampler.seed if self.sampler.seed is not None else int(torch.seed() % 2**31)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        with timer('preprocess'):
+            x, placements = letterbox(batch, self.config.image_size, self.device)
+        autocast = torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
+                                  enabled=self.precision != 'fp32')
+        with autocast:
+            ids, conf = self.model.predict(x, self.sampler, generator, timer)
+        with timer('postprocess'):
+            results = [Segmentation(*restore(ids[i], conf[i], p)) for i, p in enumerate(placements)]
+        self.last_timings = dict(timer.seconds)
+        return results[0] if single else results
+
+    def close(self) -> None:
+        """Drop the model and free its (GPU) memory."""
+        self.model = None
+        gc.collect()
+        if self.device.type == 'cuda':
+            torch.cuda.empty_cache()
+
+
+def load_segmenter(path: str | Path, **options) -> Segmenter:
+    """Shorthand for `Segmenter.from_pretrained`."""
+    return Segmenter.from_pretrained(path, **options)

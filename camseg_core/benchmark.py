@@ -1,0 +1,123 @@
+"""Latency, throughput, stage split and memory of `Segmenter.segment()` for several sampler settings."""
+from __future__ import annotations
+
+import dataclasses
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .api import Segmenter
+
+STAGES = ('preprocess', 'encode', 'transformer', 'diffusion', 'decode', 'postprocess')
+# The paper's released evaluation: every mask token in one pass, a 100-step DDPM head.
+PAPER_SETTING = 'paper=num_iter:1,steps:100,scheduler:ddpm'
+DEFAULT_SETTINGS = (PAPER_SETTING, 'fast=num_iter:1,steps:10,scheduler:ddim',
+                    'fastest=num_iter:1,steps:4,scheduler:ddim')
+
+
+def parse_setting(text: str) -> tuple[str, dict]:
+    """'name=key:value,key:value' -> (name, {key: value}) with ints/floats converted."""
+    name, _, body = text.partition('=')
+    if not body:
+        raise ValueError(f'sampler setting {text!r} must look like name=num_iter:1,steps:100,scheduler:ddpm')
+    values = {}
+    for item in body.split(','):
+        key, _, raw = item.partition(':')
+        if not raw:
+            raise ValueError(f'sampler setting {text!r}: {item!r} is not key:value')
+        for cast in (int, float, str):
+            try:
+                values[key.strip()] = cast(raw.strip())
+                break
+            except ValueError:
+                continue
+    return name.strip(), values
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_setting(seg: Segmenter, images: list[np.ndarray], iters: int, warmup: int) -> dict:
+    """Time `iters` calls of segment(images) after `warmup` calls; return medians, p95 and the stage split."""
+    seg.profile = True
+    if seg.device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(seg.device)
+    for _ in range(warmup):
+        seg.segment(images)
+    totals, stages = [], {s: [] for s in STAGES}
+    for _ in tqdm(range(iters), desc='  timing', leave=False):
+        if seg.device.type == 'cuda':
+            torch.cuda.synchronize(seg.device)
+        start = time.perf_counter()
+        seg.segment(images)
+        if seg.device.type == 'cuda':
+            torch.cuda.synchronize(seg.device)
+        totals.append(time.perf_counter() - start)
+        for s in STAGES:
+            stages[s].append(seg.last_timings.get(s, 0.0))
+    seg.profile = False
+    batch = len(images)
+    result = {
+        'batch_size': batch,
+        'latency_ms_median': 1e3 * statistics.median(totals),
+        'latency_ms_p95': 1e3 * percentile(totals, 95),
+        'throughput_img_s': batch / statistics.median(totals),
+        'stages_ms_median': {s: 1e3 * statistics.median(v) for s, v in stages.items()},
+    }
+    if seg.device.type == 'cuda':
+        result['peak_gpu_memory_mb'] = torch.cuda.max_memory_allocated(seg.device) / 2**20
+    result['peak_rss_mb'] = rss_mb()
+    return result
+
+
+def benchmark(seg: Segmenter, height: int, width: int, batch_size: int, settings: list[str],
+              iters: int = 10, warmup: int = 2, seed: int = 0) -> dict:
+    """Benchmark each 'name=key:value,...' sampler setting on random images of the given size."""
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(batch_size)]
+    original = dataclasses.replace(seg.sampler)
+    results = {}
+    try:
+        for text in settings:
+            name, changes = parse_setting(text)
+            seg.sampler = original
+            seg.set_sampler(**changes)
+            print(f'{name}: {dataclasses.asdict(seg.sampler)}', flush=True)
+            timing = run_setting(seg, images, iters, warmup)
+            results[name] = {'sampler': dataclasses.asdict(seg.sampler), **timing}
+    finally:
+        seg.sampler = original
+    return {
+        'model': seg.name, 'device': str(seg.device), 'precision': seg.precision,
+        'input_size': [height, width], 'processing_size': list(seg.config.image_size),
+        'torch': torch.__version__, 'threads': torch.get_num_threads(),
+        'iters': iters, 'warmup': warmup, 'settings': results,
+    }
+
+
+def format_table(report: dict) -> str:
+    """Format one benchmark report as a plain-text table."""
+    (ih, iw), (ph, pw) = report['input_size'], report['processing_size']
+    head = (f"{report['model']} on {report['device']} ({report['precision']}), "
+            f'input {ih}x{iw}, processing {ph}x{pw}')
+    cols = ['setting', 'median ms', 'p95 ms', 'img/s', *STAGES, 'mem MiB']
+    rows = []
+    for name, r in report['settings'].items():
+        mem = r.get('peak_gpu_memory_mb', r['peak_rss_mb'])
+        rows.append([name, f"{r['latency_ms_median']:.1f}", f"{r['latency_ms_p95']:.1f}",
+                     f"{r['throughput_img_s']:.2f}", *(f"{r['stages_ms_median'][s]:.1f}" for s in STAGES),
+                     f'{mem:.0f}'])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    line = ' | '.join(c.ljust(w) for c, w in zip(cols, widths))
+    body = '\n'.join(' | '.join(v.ljust(w) for v, w in zip(r, widths)) for r in rows)
+    return f"{head}\n{line}\n{'-' * len(line)}\n{body}"

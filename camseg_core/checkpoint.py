@@ -1,0 +1,121 @@
+"""Checkpoints: a directory with `config.json` and `model.safetensors`. Pickle files are refused."""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_NAME = 'config.json'
+WEIGHTS_NAME = 'model.safetensors'
+FORMAT = 'camseg-checkpoint'
+FORMAT_VERSION = 1
+PICKLE_SUFFIXES = ('.pt', '.pth', '.ckpt', '.bin', '.pkl')
+# model_type -> "module:Class"; each class has `model_type`, `config_class` (to_dict/from_dict)
+# and `predict`.
+MODEL_TYPES = {
+    'camseg': 'camseg_core.models.camseg:CamSeg',
+    'baseline': 'camseg_core.models.baseline:PixelClassifier',
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, refused or does not fit its configuration."""
+
+
+def model_class(model_type: str) -> type[nn.Module]:
+    if model_type not in MODEL_TYPES:
+        raise CheckpointError(f'unknown model_type {model_type!r}; known: {sorted(MODEL_TYPES)}')
+    module, name = MODEL_TYPES[model_type].split(':')
+    return getattr(importlib.import_module(module), name)
+
+
+def build_model(model_type: str, config_dict: dict) -> nn.Module:
+    """Build a fresh model of `model_type` from a config dictionary."""
+    cls = model_class(model_type)
+    return cls(cls.config_class.from_dict(config_dict))
+
+
+def save_pretrained(model: nn.Module, directory: str | Path, meta: dict | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write `config.json` and `model.safetensors` (weights optionally stored as `dtype`, e.g. float16)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def stored(v: torch.Tensor) -> torch.Tensor:
+        return (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+
+    state = {k: stored(v) for k, v in model.state_dict().items()}
+    header = {'format': FORMAT, 'version': FORMAT_VERSION, 'model_type': model.model_type,
+              'config': model.config.to_dict(), 'meta': meta or {}}
+    tmp = directory / (WEIGHTS_NAME + '.tmp')
+    save_file(state, str(tmp), metadata={'format': FORMAT, 'model_type': model.model_type})
+    tmp.replace(directory / WEIGHTS_NAME)  # atomic: a kill mid-write never leaves a half file behind
+    (directory / CONFIG_NAME).write_text(json.dumps(header, indent=2) + '\n')
+    return directory
+
+
+def _refuse_pickle(path: Path) -> None:
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if path.suffix in PICKLE_SUFFIXES or head[:1] == b'\x80' or head == b'PK\x03\x04':
+        raise CheckpointError(
+            f'{path}: looks like a pickle/torch.save file; camseg never unpickles files. '
+            f'Convert it once, where you trust it, with: python -c "import torch, safetensors.torch as s; '
+            f"s.save_file(torch.load('{path.name}', weights_only=True), 'model.safetensors')\" "
+            f'and put it in a directory next to a config.json.')
+
+
+def read_config(path: str | Path) -> tuple[Path, dict]:
+    """Resolve a checkpoint path (directory, or its model.safetensors) and read its config.json."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f'{path}: checkpoint not found')
+    if path.is_file():
+        if path.suffix != '.safetensors':
+            _refuse_pickle(path)
+            raise CheckpointError(f'{path}: a checkpoint is a directory with {CONFIG_NAME} and '
+                                  f'{WEIGHTS_NAME}')
+        path = path.parent
+    config_file = path / CONFIG_NAME
+    if not config_file.is_file():
+        raise CheckpointError(f'{config_file}: missing (a checkpoint directory needs {CONFIG_NAME} and '
+                              f'{WEIGHTS_NAME})')
+    try:
+        header = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f'{config_file}: not valid JSON ({e})') from None
+    if not isinstance(header, dict) or header.get('format') != FORMAT or 'config' not in header:
+        raise CheckpointError(f'{config_file}: not a camseg checkpoint config '
+                              f'(expected "format": "{FORMAT}")')
+    return path, header
+
+
+def load_pretrained(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild exactly the saved model on the CPU. Returns (model in eval mode, the config.json contents)."""
+    path, header = read_config(path)
+    try:
+        model = build_model(header.get('model_type', 'camseg'), header['config'])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f'{path / CONFIG_NAME}: invalid model config ({e})') from None
+    weights = path / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f'{weights}: missing')
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f'{weights}: unreadable or truncated safetensors file ({e})') from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f'{weights}: weights do not match {CONFIG_NAME}: missing {missing[:5]}, '
+                              f'unexpected {unexpected[:5]}, wrong shape {wrong[:5]} '
+                              f'({len(missing)} / {len(unexpected)} / {len(wrong)} in all)')
+    model.load_state_dict(state)
+    return model.eval(), header

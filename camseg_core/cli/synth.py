@@ -1,0 +1,116 @@
+"""camseg-synth: write synthetic street scenes in the Cityscapes / ACDC layouts, or a sample drive bag.
+
+Dataset (--out ROOT): scene i of a run is rendered once and written in every requested condition:
+  clear -> ROOT/leftImg8bit/<split>/synth<seed>/synth<seed>_000000_<i:06d>_leftImg8bit.png
+           ROOT/gtFine/<split>/synth<seed>/synth<seed>_000000_<i:06d>_gtFine_labelIds.png
+  other -> ROOT/rgb_anon/<cond>/<split>/SYN<seed>/SYN<seed>_frame_<i:06d>_rgb_anon.png
+           ROOT/gt/<cond>/<split>/SYN<seed>/SYN<seed>_frame_<i:06d>_gt_labelIds.png
+           ROOT/rgb_anon/<cond>/<split>_ref/SYN<seed>/SYN<seed>_frame_<i:06d>_rgb_ref_anon.png (clear view)
+The condition 'fog' expands to three ACDC conditions: 'fog' (beta 0.01 /m), 'fog_beta0.005' and
+'fog_beta0.02'; a single one can be asked for by name (e.g. --conditions fog_beta0.02).
+
+Bag (--bag PATH): a drive through clear, fog, snow and night stretches; see camseg_core.data.bagwriter.
+"""
+from __future__ import annotations
+
+import argparse
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from camseg_core.data.bagwriter import STORAGES, DriveConfig, write_drive_bag
+from camseg_core.data.synth import SceneConfig, render_scene
+from camseg_core.data.weather import FOG_BETAS, apply_weather, fog_condition_name, parse_condition
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256x512' -> (256, 512)."""
+    try:
+        h, w = (int(x) for x in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must look like 256x512 (HxW), got {text!r}') from None
+    if h < 16 or w < 16:
+        raise argparse.ArgumentTypeError(f'size must be at least 16x16, got {text!r}')
+    return h, w
+
+
+def expand_conditions(text: str) -> list[str]:
+    """Comma list of conditions -> folder names ('fog' becomes all FOG_BETAS); ValueError on unknown names."""
+    names: list[str] = []
+    for name in (n.strip() for n in text.split(',') if n.strip()):
+        parse_condition(name)
+        new = [fog_condition_name(b) for b in FOG_BETAS] if name == 'fog' else [name]
+        names += [n for n in new if n not in names]
+    if not names:
+        raise ValueError('no conditions given')
+    return names
+
+
+def _write(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f'could not write {path}')
+
+
+def write_dataset(root: Path, num: int, split: str, seed: int, size: tuple[int, int], conditions: list[str],
+                  progress: bool = True) -> None:
+    """Render `num` scenes and write each in every condition under `root` (layouts in the module doc)."""
+    config = SceneConfig(*size).validate()
+    city, seq = f'synth{seed}', f'SYN{seed}'
+    for i in tqdm(range(num), desc=f'synth {split}', disable=not progress):
+        scene = render_scene(np.random.default_rng([seed, i]), config)
+        for cond in conditions:
+            if cond == 'clear':
+                name = f'{city}_000000_{i:06d}'
+                _write(root / 'leftImg8bit' / split / city / f'{name}_leftImg8bit.png', scene.image)
+                _write(root / 'gtFine' / split / city / f'{name}_gtFine_labelIds.png', scene.label_ids)
+                continue
+            image = apply_weather(scene, cond, np.random.default_rng([seed, i, zlib.crc32(cond.encode())]))
+            name = f'{seq}_frame_{i:06d}'
+            _write(root / 'rgb_anon' / cond / split / seq / f'{name}_rgb_anon.png', image)
+            _write(root / 'gt' / cond / split / seq / f'{name}_gt_labelIds.png', scene.label_ids)
+            _write(root / 'rgb_anon' / cond / f'{split}_ref' / seq / f'{name}_rgb_ref_anon.png', scene.image)
+
+
+def main(argv=None) -> int:
+    """Entry point of camseg-synth."""
+    p = argparse.ArgumentParser(prog='camseg-synth', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--out', type=Path, help='dataset root to write (Cityscapes + ACDC layouts)')
+    p.add_argument('--num', type=int, default=100, help='scenes to render (each in every condition)')
+    p.add_argument('--split', default='train', choices=['train', 'val', 'test'])
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--size', type=parse_size, default=(256, 512), help='HxW, e.g. 256x512')
+    p.add_argument('--conditions', default='clear,fog,snow,rain,night',
+                   help='comma list of clear, fog, fog_beta<B>, snow, rain, night')
+    p.add_argument('--bag', type=Path, help='also (or only) write a sample drive rosbag2 here')
+    p.add_argument('--frames', type=int, default=80,
+                   help='bag frames (a multiple of 4: clear/fog/snow/night)')
+    p.add_argument('--fps', type=float, default=10.0, help='bag frame rate')
+    p.add_argument('--storage', default='mcap', choices=sorted(STORAGES), help='bag storage plugin')
+    args = p.parse_args(argv)
+    if args.out is None and args.bag is None:
+        p.error('give --out ROOT and/or --bag PATH')
+    if args.num < 0:
+        p.error(f'--num must be >= 0, got {args.num}')
+    try:
+        conditions = expand_conditions(args.conditions)
+        if args.out is not None:
+            write_dataset(args.out, args.num, args.split, args.seed, args.size, conditions)
+        if args.bag is not None:
+            cfg = DriveConfig(frames=args.frames, fps=args.fps, height=args.size[0], width=args.size[1],
+                              storage=args.storage, seed=args.seed)
+            info = write_drive_bag(args.bag, cfg)
+            print(f'wrote {args.bag} ({info["frames"]} frames); stretches in {args.bag / "stretches.json"}')
+    except (ValueError, FileExistsError) as e:
+        p.error(str(e))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

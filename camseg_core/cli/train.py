@@ -1,0 +1,139 @@
+"""camseg-train: train CAM-Seg ('vae', then 'segmenter') or the discriminative 'baseline'.
+
+Stage 'vae' trains the autoencoder, 'segmenter' the transformer + diffusion head on the frozen autoencoder.
+
+    camseg-train vae --data generated:data/synth --out runs/vae --preset tiny --steps 20000
+    camseg-train segmenter --init runs/vae --data generated:data/synth --out runs/camseg --steps 50000
+    camseg-train baseline --data cityscapes:/data/cityscapes:train --out runs/baseline --steps 20000
+
+OUT holds the EMA inference checkpoint (config.json + model.safetensors, loadable with camseg-eval or
+Segmenter.from_pretrained), train_state.json + train_state/ (resume with --resume), tb/ (TensorBoard) and
+samples/. Multi-GPU / multi-node: start the same command with torchrun; --batch-size is per process.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..training import state as st
+from ..training.data import open_training_data
+from ..training.loop import (SCHEDULES, NonFiniteLoss, Trainer, TrainConfig, setup_distributed,
+                             teardown_distributed)
+from ..training.stages import DEFAULT_LR, STAGES, StageOptions, build_stage_model, check_preset, stage_data, \
+    step_module
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must look like 128x256 (HxW), got {text!r}') from None
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the command-line parser."""
+    p = argparse.ArgumentParser(prog='camseg-train', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('stage', choices=STAGES)
+    p.add_argument('--data', action='append', required=True,
+                   help='dataset spec, repeatable: cityscapes:ROOT:SPLIT, acdc:ROOT:CONDITION:SPLIT, or '
+                        'generated:ROOT (the Cityscapes and every ACDC condition train split in ROOT)')
+    p.add_argument('--out', type=Path, required=True, help='run directory')
+    p.add_argument('--preset', default='tiny', help='model preset (vae: tiny/base/large, baseline: tiny)')
+    p.add_argument('--image-size', type=_size, help='processing size HxW, overriding the preset / --init')
+    p.add_argument('--init', type=Path, help='start from this checkpoint (segmenter: the vae run)')
+    p.add_argument('--resume', action='store_true', help='continue the run saved in --out')
+    p.add_argument('--steps', type=int, default=10000, help='total optimisation steps')
+    p.add_argument('--batch-size', type=int, default=8, help='images per step and process')
+    p.add_argument('--lr', type=float, help=f'peak learning rate (default {DEFAULT_LR})')
+    p.add_argument('--weight-decay', type=float, default=0.02)
+    p.add_argument('--warmup', type=int, default=500, help='linear warm-up steps')
+    p.add_argument('--schedule', default='cosine', choices=SCHEDULES)
+    p.add_argument('--ema', type=float, default=0.999, help='EMA decay of the saved weights')
+    p.add_argument('--clip', type=float, default=1.0, help='gradient norm clipping (0: off)')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'], help='autocast dtype')
+    p.add_argument('--device', default='auto', help='auto, cpu, cuda (torchrun: each process its LOCAL_RANK)')
+    p.add_argument('--workers', type=int, default=2, help='data loader worker processes')
+    p.add_argument('--no-augment', action='store_true', help='letterbox samples instead of random scale/crop')
+    p.add_argument('--cache-latents', action='store_true',
+                   help='segmenter: encode the data once (no augmentation) and keep the tokens in memory')
+    p.add_argument('--kl-weight', type=float, default=1e-6, help='vae: weight of the KL term')
+    p.add_argument('--save-every', type=int, default=500, help='checkpoint interval in steps')
+    p.add_argument('--log-every', type=int, default=10, help='TensorBoard scalar interval')
+    p.add_argument('--sample-every', type=int, default=500, help='sample overlay interval (0: off)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--stop-after', type=int, help='stop after this step without a final save, as if killed')
+    return p
+
+
+def run(args) -> int:
+    """Train one stage as the parsed flags say; returns the step reached."""
+    env = setup_distributed(args.device)
+    opts = StageOptions(stage=args.stage, preset=args.preset, image_size=args.image_size, init=args.init,
+                        augment=not args.no_augment, cache_latents=args.cache_latents,
+                        kl_weight=args.kl_weight, workers=args.workers)
+    config = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size,
+                         lr=args.lr if args.lr is not None else DEFAULT_LR[args.stage],
+                         weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule,
+                         ema=args.ema,
+                         clip=args.clip, precision=args.precision, save_every=args.save_every,
+                         log_every=args.log_every, sample_every=args.sample_every, seed=args.seed,
+                         stop_after=args.stop_after).validate()
+    if args.workers < 0:
+        raise ValueError(f'--workers must be >= 0, got {args.workers}')
+    header = None
+    if args.resume:
+        header, _ = st.load_state(args.out)
+    elif st.has_state(args.out):
+        raise ValueError(f'{args.out} already holds a training run; pass --resume to continue it '
+                         f'or choose another --out')
+    check_preset(args.stage, args.preset)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    model = build_stage_model(opts, header)
+    torch.manual_seed(args.seed + 1 + env.rank)  # masks and noise differ between ranks
+    dataset = open_training_data(args.data)
+    batches, preview = stage_data(opts, model.to(env.device), dataset, args.batch_size, env, args.seed)
+    meta = {'stage': args.stage, 'model_type': model.model_type, 'model_config': model.config.to_dict(),
+            'data': args.data, 'init': str(args.init) if args.init else None}
+    trainer = Trainer(config, env, model, step_module(opts, model), batches, preview, meta)
+    if args.resume:
+        trainer.resume()
+    start = trainer.step
+    if env.main:
+        print(f'{args.stage}: {len(dataset)} training items, {env.world} process(es) on {env.device}, '
+              f'steps {start} -> {config.steps}', flush=True)
+    step = trainer.train()
+    sums = trainer.parameter_checksum()
+    if env.main:
+        if env.world > 1:
+            agree = max(sums) - min(sums) <= 1e-9 * max(1.0, abs(sums[0]))
+            print(f'ranks in sync: {agree} (parameter checksums {sums})', flush=True)
+            if not agree:
+                raise RuntimeError(f'ranks diverged: parameter checksums {sums}')
+        done = 'finished' if step >= config.steps else f'stopped after step {step} (--stop-after)'
+        print(f'{args.stage}: {done}; checkpoint from step {trainer.last_saved} in {args.out}', flush=True)
+    return step
+
+
+def main(argv=None) -> int:
+    """Entry point of camseg-train."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except NonFiniteLoss as e:
+        print(f'camseg-train: error: {e}', file=sys.stderr, flush=True)
+        return 3
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    finally:
+        teardown_distributed()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""Typed configuration of the CAM-Seg model, the sampler, and the named presets.
+
+A checkpoint stores a `CamSegConfig` as JSON, so loading rebuilds exactly the saved model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+SCHEDULERS = ('ddpm', 'ddim')
+
+
+@dataclass
+class AutoencoderConfig:
+    """KL autoencoder (diffusers `AutoencoderKL`) shared by the image and the maskige streams."""
+
+    base_channels: int = 128  # width of the first resolution level
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # one entry per level; stride = 2**(len-1)
+    layers_per_block: int = 2  # resnet blocks per level
+    latent_channels: int = 16  # channels of a latent token
+    norm_num_groups: int = 32  # GroupNorm groups (must divide every level's width)
+    scaling_factor: float = 0.2325  # latents are multiplied by this before the transformer sees them
+
+    @property
+    def stride(self) -> int:
+        """Downsampling factor between pixels and latent tokens."""
+        return 2 ** (len(self.channel_mult) - 1)
+
+    def validate(self) -> None:
+        if self.stride not in (8, 16):
+            raise ValueError(f'autoencoder stride must be 8 or 16, got {self.stride} '
+                             f'(channel_mult has {len(self.channel_mult)} levels)')
+        for m in self.channel_mult:
+            if (self.base_channels * m) % self.norm_num_groups:
+                raise ValueError(f'norm_num_groups={self.norm_num_groups} does not divide '
+                                 f'width {self.base_channels * m}')
+
+
+@dataclass
+class TransformerConfig:
+    """Masked autoregressive transformer (MAR encoder/decoder) over image + mask tokens."""
+
+    width: int = 768  # token embedding width
+    encoder_depth: int = 12  # encoder blocks (see image tokens + visible mask tokens)
+    decoder_depth: int = 12  # decoder blocks (see all tokens, masked ones as a learned token)
+    num_heads: int = 12  # attention heads
+    mlp_ratio: float = 4.0  # hidden width of the block MLPs relative to `width`
+    dropout: float = 0.1  # attention and projection dropout in training
+    mask_ratio_min: float = 0.7  # training mask ratio ~ truncated N(1.0, std) on [min, 1.0]
+    mask_ratio_std: float = 0.25
+
+
+@dataclass
+class DiffusionHeadConfig:
+    """Per-token diffusion head: residual MLP conditioned on the transformer output via AdaLN."""
+
+    width: int = 1024  # hidden width of the MLP
+    depth: int = 6  # residual blocks
+    num_train_timesteps: int = 1000  # diffusion steps in training
+    beta_schedule: str = 'squaredcos_cap_v2'  # diffusers name of the cosine schedule
+    batch_mul: int = 4  # noise draws per token per training step
+
+
+@dataclass
+class SamplerConfig:
+    """Inference settings; changeable at run time without reloading the model."""
+
+    num_iter: int = 1  # MAR iterations; 1 predicts every mask token in one pass
+    steps: int = 100  # diffusion steps of the head per token
+    scheduler: str = 'ddpm'  # 'ddpm' (ancestral) or 'ddim' (deterministic, good for few steps)
+    temperature: float = 1.0  # scale of the sampling noise
+    ensemble: int = 1  # samples per image; the class map is their majority vote
+    seed: int | None = 0  # same seed and input -> same output; None draws a fresh seed
+
+    def validate(self) -> None:
+        if not isinstance(self.num_iter, int) or self.num_iter < 1:
+            raise ValueError(f'num_iter must be an integer >= 1, got {self.num_iter!r}')
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
+            raise ValueError(f'steps must be an integer in [1, 1000], got {self.steps!r}')
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f'scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}')
+        if not isinstance(self.temperature, (int, float)) or not 0 < self.temperature <= 10 \
+                or not math.isfinite(self.temperature):
+            raise ValueError(f'temperature must be in (0, 10], got {self.temperature!r}')
+        if not isinstance(self.ensemble, int) or not 1 <= self.ensemble <= 64:
+            raise ValueError(f'ensemble must be an integer in [1, 64], got {self.ensemble!r}')
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f'seed must be a non-negative integer or None, got {self.seed!r}')
+
+
+@dataclass
+class CamSegConfig:
+    """The whole model: everything needed to rebuild it from a checkpoint."""
+
+    image_size: tuple[int, int] = (512, 1024)  # processing size (H, W); inputs are letterboxed
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    head: DiffusionHeadConfig = field(default_factory=DiffusionHeadConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # default inference settings
+    preset: str = 'custom'  # name of the preset this came from, for reports
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, cols) of latent tokens per stream."""
+        s = self.autoencoder.stride
+        return self.image_size[0] // s, self.image_size[1] // s
+
+    def validate(self) -> None:
+        self.autoencoder.validate()
+        self.sampler.validate()
+        s = self.autoencoder.stride
+        if any(v <= 0 or v % s for v in self.image_size):
+            raise ValueError(f'image_size {tuple(self.image_size)} must be positive multiples of '
+                             f'the autoencoder stride {s}')
+        if self.transformer.width % self.transformer.num_heads:
+            raise ValueError('transformer width must be divisible by num_heads')
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'CamSegConfig':
+        """Rebuild from `to_dict()` output; unknown keys raise ValueError naming them."""
+        def build(kind, values):
+            names = {f.name for f in dataclasses.fields(kind)}
+            unknown = sorted(set(values) - names)
+            if unknown:
+                raise ValueError(f'unknown {kind.__name__} keys: {unknown}')
+            return values
+
+        data = dict(build(cls, data))
+        parts = {'autoencoder': AutoencoderConfig, 'transformer': TransformerConfig,
+                 'head': DiffusionHeadConfig, 'sampler': SamplerConfig}
+        for key, kind in parts.items():
+            if key in data:
+                values = dict(build(kind, data[key]))
+                if kind is AutoencoderConfig and 'channel_mult' in values:
+                    values['channel_mult'] = tuple(values['channel_mult'])
+                data[key] = kind(**values)
+        if 'image_size' in data:
+            data['image_size'] = tuple(data['image_size'])
+        config = cls(**data)
+        config.validate()
+        return config
+
+
+def _tiny() -> CamSegConfig:
+    # Fits CPU tests and a CPU demo: 128x256 processing, stride 8 -> 16x32 tokens per stream.
+    return CamSegConfig(
+        image_size=(128, 256),
+        autoencoder=AutoencoderConfig(base_channels=16, channel_mult=(1, 2, 4, 8), layers_per_block=1,
+                                      latent_channels=16, norm_num_groups=8),
+        transformer=TransformerConfig(width=256, encoder_depth=3, decoder_depth=3, num_heads=8,
+                                      dropout=0.0),
+        head=DiffusionHeadConfig(width=256, depth=3),
+        sampler=SamplerConfig(num_iter=1, steps=20, scheduler='ddim'),
+        preset='tiny')
+
+
+def _base() -> CamSegConfig:
+    # The paper's architecture: KL-16 (multipliers 1,1,2,2,4), MAR-B 12+12 x 768, head 6 x 1024.
+    # 512x1024 keeps Cityscapes' 1:2 aspect (2048 tokens/stream, close to the paper's 48x48).
+    return CamSegConfig(image_size=(512, 1024), preset='base')
+
+
+def _large() -> CamSegConfig:
+    # MAR-L sized transformer (16+16 x 1024) and a wider head (8 x 1280).
+    return CamSegConfig(
+        image_size=(512, 1024),
+        transformer=TransformerConfig(width=1024, encoder_depth=16, decoder_depth=16, num_heads=16),
+        head=DiffusionHeadConfig(width=1280, depth=8),
+        preset='large')
+
+
+PRESETS = {'tiny': _tiny, 'base': _base, 'large': _large}
+
+
+def preset(name: str) -> CamSegConfig:
+    """Return a fresh config of a named preset; PRESETS lists the names."""
+    if name not in PRESETS:
+        raise ValueError(f'unknown preset {name!r}; choose from {sorted(PRESETS)}')
+    config = PRESETS[name]()
+    config.validate()
+    return config

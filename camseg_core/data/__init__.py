@@ -1,0 +1,1 @@
+"""Synthetic data, dataset loaders and augmentation (no ROS)."""

@@ -1,0 +1,124 @@
+"""Cityscapes classes, the colour palette, and the mask <-> colour image ("maskige") codec.
+
+Defined once: every other module takes class names, colours and the labelId -> trainId map
+from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = 255  # trainId of pixels that are not evaluated (drawn black in a maskige)
+
+
+@dataclass(frozen=True)
+class Label:
+    """One Cityscapes label (see cityscapesScripts' labels.py for the official table)."""
+
+    name: str
+    label_id: int
+    train_id: int  # 0..18 for the 19 training classes, IGNORE_INDEX otherwise
+    color: tuple[int, int, int]
+
+
+LABELS: tuple[Label, ...] = (
+    Label('unlabeled', 0, IGNORE_INDEX, (0, 0, 0)),
+    Label('ego vehicle', 1, IGNORE_INDEX, (0, 0, 0)),
+    Label('rectification border', 2, IGNORE_INDEX, (0, 0, 0)),
+    Label('out of roi', 3, IGNORE_INDEX, (0, 0, 0)),
+    Label('static', 4, IGNORE_INDEX, (0, 0, 0)),
+    Label('dynamic', 5, IGNORE_INDEX, (111, 74, 0)),
+    Label('ground', 6, IGNORE_INDEX, (81, 0, 81)),
+    Label('road', 7, 0, (128, 64, 128)),
+    Label('sidewalk', 8, 1, (244, 35, 232)),
+    Label('parking', 9, IGNORE_INDEX, (250, 170, 160)),
+    Label('rail track', 10, IGNORE_INDEX, (230, 150, 140)),
+    Label('building', 11, 2, (70, 70, 70)),
+    Label('wall', 12, 3, (102, 102, 156)),
+    Label('fence', 13, 4, (190, 153, 153)),
+    Label('guard rail', 14, IGNORE_INDEX, (180, 165, 180)),
+    Label('bridge', 15, IGNORE_INDEX, (150, 100, 100)),
+    Label('tunnel', 16, IGNORE_INDEX, (150, 120, 90)),
+    Label('pole', 17, 5, (153, 153, 153)),
+    Label('polegroup', 18, IGNORE_INDEX, (153, 153, 153)),
+    Label('traffic light', 19, 6, (250, 170, 30)),
+    Label('traffic sign', 20, 7, (220, 220, 0)),
+    Label('vegetation', 21, 8, (107, 142, 35)),
+    Label('terrain', 22, 9, (152, 251, 152)),
+    Label('sky', 23, 10, (70, 130, 180)),
+    Label('person', 24, 11, (220, 20, 60)),
+    Label('rider', 25, 12, (255, 0, 0)),
+    Label('car', 26, 13, (0, 0, 142)),
+    Label('truck', 27, 14, (0, 0, 70)),
+    Label('bus', 28, 15, (0, 60, 100)),
+    Label('caravan', 29, IGNORE_INDEX, (0, 0, 90)),
+    Label('trailer', 30, IGNORE_INDEX, (0, 0, 110)),
+    Label('train', 31, 16, (0, 80, 100)),
+    Label('motorcycle', 32, 17, (0, 0, 230)),
+    Label('bicycle', 33, 18, (119, 11, 32)),
+    Label('license plate', -1, IGNORE_INDEX, (0, 0, 142)),
+)
+
+TRAIN_LABELS: tuple[Label, ...] = tuple(sorted((lb for lb in LABELS if lb.train_id != IGNORE_INDEX),
+                                               key=lambda lb: lb.train_id))
+NUM_CLASSES = len(TRAIN_LABELS)  # 19
+CLASS_NAMES: tuple[str, ...] = tuple(lb.name for lb in TRAIN_LABELS)
+NAME_TO_LABEL_ID: dict[str, int] = {lb.name: lb.label_id for lb in LABELS if lb.label_id >= 0}
+
+# (NUM_CLASSES, 3) uint8: colour of each trainId.
+PALETTE = np.array([lb.color for lb in TRAIN_LABELS], dtype=np.uint8)
+IGNORE_COLOR = (0, 0, 0)
+
+# (256,) uint8 lookup: Cityscapes labelId -> trainId (everything not listed -> IGNORE_INDEX).
+LABEL_ID_TO_TRAIN_ID = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+for _lb in LABELS:
+    if _lb.label_id >= 0:
+        LABEL_ID_TO_TRAIN_ID[_lb.label_id] = _lb.train_id
+
+# (256, 3) uint8 lookup: trainId -> colour (IGNORE_INDEX and unused ids -> black).
+_COLOR_LUT = np.zeros((256, 3), dtype=np.uint8)
+_COLOR_LUT[:NUM_CLASSES] = PALETTE
+
+
+def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Map a Cityscapes labelId image (uint8) to trainIds (uint8, IGNORE_INDEX for void)."""
+    return LABEL_ID_TO_TRAIN_ID[np.asarray(label_ids, dtype=np.uint8)]
+
+
+def colorize(train_ids: np.ndarray) -> np.ndarray:
+    """Draw a trainId map (H, W) as an RGB uint8 image (H, W, 3); ignore and unknown ids are black."""
+    return _COLOR_LUT[np.asarray(train_ids, dtype=np.uint8)]
+
+
+def labels_as_dicts() -> list[dict]:
+    """Return the class table as plain data (id, name, colour), e.g. for JSON."""
+    return [{'id': lb.train_id, 'name': lb.name, 'color': list(lb.color)} for lb in TRAIN_LABELS]
+
+
+def encode_maskige(train_ids: torch.Tensor) -> torch.Tensor:
+    """Turn a trainId map into a colour image scaled to [-1, 1].
+
+    train_ids: (N, H, W) integer tensor. Returns (N, 3, H, W) float on the same device.
+    """
+    lut = torch.as_tensor(_COLOR_LUT, device=train_ids.device, dtype=torch.float32)
+    rgb = lut[train_ids.long()]  # (N, H, W, 3)
+    return rgb.permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def decode_maskige(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map a colour image in [-1, 1] back to (trainIds, confidence) by the nearest palette colour.
+
+    images: (N, 3, H, W) float. Returns trainIds (N, H, W) uint8 and confidence (N, H, W) float32
+    in [0, 1]: 1 - d1 / d2, with d1 and d2 the distances to the nearest and second-nearest class
+    colour (1 on an exact palette colour, 0 half-way between two colours).
+    """
+    palette = torch.as_tensor(PALETTE, device=images.device, dtype=torch.float32)  # (K, 3)
+    rgb = (images.float().clamp(-1, 1) + 1.0) * 127.5  # (N, 3, H, W) in [0, 255]
+    pix = rgb.permute(0, 2, 3, 1)  # (N, H, W, 3)
+    d2 = ((pix.unsqueeze(-2) - palette) ** 2).sum(-1)  # (N, H, W, K)
+    best2 = torch.topk(d2, k=2, dim=-1, largest=False).values.clamp_min(0).sqrt()  # (N, H, W, 2)
+    ids = d2.argmin(-1).to(torch.uint8)
+    conf = 1.0 - best2[..., 0] / best2[..., 1].clamp_min(1e-6)
+    return ids, conf.clamp(0.0, 1.0).to(torch.float32)

@@ -1,0 +1,1 @@
+"""Model parts of CAM-Seg: autoencoder, masked autoregressive transformer, diffusion head."""

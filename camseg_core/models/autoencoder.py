@@ -1,0 +1,92 @@
+"""KL autoencoder (diffusers `AutoencoderKL`) that turns images and maskiges into continuous tokens."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL
+from torch import nn
+
+from ..config import AutoencoderConfig
+
+
+class KLAutoencoder(nn.Module):
+    """Encodes (N, 3, H, W) images in [-1, 1] into scaled latents (N, C, H/s, W/s) and back."""
+
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        levels = len(config.channel_mult)
+        self.vae = AutoencoderKL(
+            in_channels=3, out_channels=3,
+            down_block_types=('DownEncoderBlock2D',) * levels,
+            up_block_types=('UpDecoderBlock2D',) * levels,
+            block_out_channels=tuple(config.base_channels * m for m in config.channel_mult),
+            layers_per_block=config.layers_per_block,
+            latent_channels=config.latent_channels,
+            norm_num_groups=config.norm_num_groups,
+            scaling_factor=config.scaling_factor,
+        )
+
+    @property
+    def scaling_factor(self) -> float:
+        return self.vae.config.scaling_factor
+
+    def encode(self, images: torch.Tensor, sample: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images (N, 3, H, W) in [-1, 1] -> scaled latents (N, C, H/s, W/s).
+
+        Returns the posterior mode, or a sample when `sample` is true.
+        """
+        dist = self.vae.encode(images).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        return z * self.scaling_factor
+
+    def posterior(self, images: torch.Tensor):
+        """Return the diagonal Gaussian posterior of images, for training with the KL term."""
+        return self.vae.encode(images).latent_dist
+
+    def loss(self, images: torch.Tensor, kl_weight: float = 1e-6) -> tuple[torch.Tensor, dict]:
+        """Reconstruction (L1 + MSE) plus a weighted KL term for (N, 3, H, W) images in [-1, 1]."""
+        dist = self.posterior(images)
+        recon = self.vae.decode(dist.sample()).sample
+        rec = (recon - images).abs().mean() + ((recon - images) ** 2).mean()
+        kl = dist.kl().mean() / images[0].numel()
+        return rec + kl_weight * kl, {'recon': rec.item(), 'kl': kl.item()}
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (N, C, h, w) -> images (N, 3, h*s, w*s), roughly in [-1, 1]."""
+        return self.vae.decode(latents / self.scaling_factor).sample
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load locally stored pretrained weights.
+
+        `path` is a diffusers directory (config.json + diffusion_pytorch_model.safetensors) or a single
+        .safetensors file in the diffusers or the LDM ("first_stage_model." / "encoder.down.0...") layout.
+        Keys that do not fit raise ValueError naming them.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / 'diffusion_pytorch_model.safetensors'
+        if path.suffix != '.safetensors':
+            raise ValueError(f'{path}: only .safetensors autoencoder weights are accepted '
+                             f'(pickle files are refused)')
+        if not path.is_file():
+            raise FileNotFoundError(f'{path}: no such autoencoder weights file')
+        state = load_file(str(path))
+        state = {k.removeprefix('first_stage_model.'): v for k, v in state.items()}
+        if any(k.startswith('encoder.down.') for k in state):
+            from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+            state = convert_ldm_vae_checkpoint(state, dict(self.vae.config))
+        own = self.vae.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or wrong:
+            raise ValueError(f'{path}: autoencoder weights do not fit this configuration: '
+                             f'missing {missing[:8]}, unexpected {unexpected[:8]}, wrong shape {wrong[:8]}'
+                             f' ({len(missing)} / {len(unexpected)} / {len(wrong)} in all)')
+        self.vae.load_state_dict(state)

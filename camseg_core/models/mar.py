@@ -1,0 +1,131 @@
+"""Masked autoregressive transformer over image tokens (always visible) and mask tokens (masked at random).
+
+Its output is one conditioning vector z per mask token for the diffusion head. The encoder sees the image
+tokens and the visible mask tokens; the decoder sees every position, masked ones as a learned token.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TransformerConfig
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B, h, N, d/h) each
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return F.dropout(self.proj(y.transpose(1, 2).reshape(b, n, d)), self.dropout, self.training)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads, dropout)
+        self.norm2 = nn.LayerNorm(width)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class MaskedTransformer(nn.Module):
+    """MAR encoder/decoder conditioned on image tokens."""
+
+    def __init__(self, config: TransformerConfig, token_channels: int, num_tokens: int):
+        super().__init__()
+        self.config = config
+        self.num_tokens = num_tokens
+        w, L = config.width, num_tokens
+        self.image_proj = nn.Linear(token_channels, w)
+        self.mask_proj = nn.Linear(token_channels, w)
+        self.encoder_pos = nn.Parameter(torch.zeros(1, 2 * L, w))
+        self.encoder = nn.ModuleList(Block(w, config.num_heads, config.mlp_ratio, config.dropout)
+                                     for _ in range(config.encoder_depth))
+        self.encoder_norm = nn.LayerNorm(w)
+        self.decoder_embed = nn.Linear(w, w)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, w))
+        self.decoder_pos = nn.Parameter(torch.zeros(1, 2 * L, w))
+        self.decoder = nn.ModuleList(Block(w, config.num_heads, config.mlp_ratio, config.dropout)
+                                     for _ in range(config.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(w)
+        self.output_pos = nn.Parameter(torch.zeros(1, L, w))
+        for p in (self.encoder_pos, self.decoder_pos, self.output_pos, self.mask_token):
+            nn.init.trunc_normal_(p, std=0.02)
+        self.apply(self._init_linear)
+
+    @staticmethod
+    def _init_linear(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor,
+                masked: torch.Tensor) -> torch.Tensor:
+        """Compute one condition per mask token.
+
+        image_tokens, mask_tokens: (B, L, C); masked: (B, L) bool, the same count per row -> z (B, L, W).
+        """
+        B, L = masked.shape
+        n_visible = L - int(masked[0].sum())
+        visible_idx = torch.argsort(masked.to(torch.int8), dim=1, stable=True)[:, :n_visible]  # (B, V)
+        img = self.image_proj(image_tokens) + self.encoder_pos[:, :L]  # (B, L, W)
+        msk = self.mask_proj(mask_tokens) + self.encoder_pos[:, L:]  # (B, L, W)
+        msk = torch.gather(msk, 1, visible_idx[..., None].expand(-1, -1, msk.shape[-1]))  # (B, V, W)
+        x = torch.cat([img, msk], dim=1)  # (B, L + V, W)
+        for block in self.encoder:
+            x = block(x)
+        x = self.decoder_embed(self.encoder_norm(x))
+        full = self.mask_token.to(x.dtype).expand(B, L, -1).clone()  # (B, L, W)
+        full.scatter_(1, visible_idx[..., None].expand(-1, -1, x.shape[-1]), x[:, L:])
+        x = torch.cat([x[:, :L], full], dim=1) + self.decoder_pos  # (B, 2L, W)
+        for block in self.decoder:
+            x = block(x)
+        return self.decoder_norm(x)[:, L:] + self.output_pos  # (B, L, W)
+
+    def sample_mask(self, batch: int, device: torch.device) -> torch.Tensor:
+        """Draw a training mask (B, L) bool.
+
+        The ratio ~ truncated N(1, std) on [min, 1], one ratio per batch, at random positions.
+        """
+        c = self.config
+        lo = torch.special.ndtr(torch.tensor((c.mask_ratio_min - 1.0) / c.mask_ratio_std))
+        u = lo + (0.5 - lo) * torch.rand(())  # uniform between the CDF at min and at the mean (= 1.0)
+        ratio = float(1.0 + c.mask_ratio_std * torch.special.ndtri(u))
+        n_masked = min(self.num_tokens, max(1, math.ceil(ratio * self.num_tokens)))
+        order = torch.argsort(torch.rand(batch, self.num_tokens, device=device), dim=1)
+        masked = torch.zeros(batch, self.num_tokens, dtype=torch.bool, device=device)
+        masked.scatter_(1, order[:, :n_masked], True)
+        return masked
+
+
+def cosine_schedule(num_tokens: int, num_iter: int) -> list[int]:
+    """How many tokens stay masked after each of `num_iter` steps (MAR's cosine schedule); ends at 0."""
+    remaining, masked = [], num_tokens
+    for step in range(num_iter):
+        if step == num_iter - 1:
+            left = 0
+        else:
+            left = math.floor(num_tokens * math.cos(math.pi / 2 * (step + 1) / num_iter))
+            left = max(1, min(masked - 1, left))
+        remaining.append(left)
+        masked = left
+    return remaining

@@ -1,0 +1,136 @@
+"""Training data: datasets from --data specs, letterbox or augmentation to the model size, resumable batches.
+
+Every sample's augmentation is seeded from (seed, epoch, index), and the batch order from (seed, epoch), so a
+resumed run sees exactly the batches an uninterrupted one would, whatever the number of loader workers.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset, DistributedSampler
+
+from ..data.augment import Augment, AugmentConfig
+from ..data.datasets import list_conditions, open_dataset
+from ..labels import IGNORE_INDEX
+
+PAD_GREY = 128  # letterbox padding of images: mid grey, about 0 in [-1, 1] like the inference letterbox
+
+
+def expand_train_spec(spec: str) -> list[str]:
+    """Expand 'generated:ROOT' to the Cityscapes and every ACDC condition 'train' split in ROOT.
+
+    Other specs are returned unchanged.
+    """
+    kind, _, root = spec.partition(':')
+    if kind != 'generated':
+        return [spec]
+    base = Path(root)
+    if not root or not base.is_dir():
+        raise FileNotFoundError(f'--data {spec}: directory {root!r} does not exist')
+    specs = [f'cityscapes:{root}:train'] if (base / 'leftImg8bit' / 'train').is_dir() else []
+    if (base / 'rgb_anon').is_dir():
+        specs += [f'acdc:{root}:{c}:train' for c in list_conditions(base, 'train')]
+    if not specs:
+        raise FileNotFoundError(f'--data {spec}: no leftImg8bit/train nor rgb_anon/<condition>/train '
+                                f'in {root}')
+    return specs
+
+
+def open_training_data(specs: list[str]) -> Dataset:
+    """One dataset over every --data spec (see `expand_train_spec`)."""
+    if not specs:
+        raise ValueError('no --data given')
+    return ConcatDataset([open_dataset(s) for spec in specs for s in expand_train_spec(spec)])
+
+
+def letterbox_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Fit (image, label) into `size` keeping the aspect ratio, top-left aligned; pad grey / IGNORE_INDEX."""
+    H, W = size
+    h, w = label.shape
+    scale = min(H / h, W / w)
+    ih, iw = max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))
+    out_img = np.full((H, W, 3), PAD_GREY, np.uint8)
+    out_lab = np.full((H, W), IGNORE_INDEX, np.uint8)
+    interp = cv2.INTER_AREA if ih < h else cv2.INTER_LINEAR
+    out_img[:ih, :iw] = cv2.resize(image, (iw, ih), interpolation=interp)
+    out_lab[:ih, :iw] = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
+    return out_img, out_lab
+
+
+def to_tensors(image: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:
+    """HxWx3 uint8 and HxW uint8 -> image (3, H, W) float in [-1, 1], label (H, W) int64."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return {'image': x, 'label': torch.from_numpy(np.ascontiguousarray(label)).long()}
+
+
+class PairData(Dataset):
+    """Indexed by key = epoch * len + index; returns model-sized tensors (augmented, or letterboxed)."""
+
+    def __init__(self, dataset: Dataset, size: tuple[int, int], augment: bool, seed: int):
+        self.dataset, self.size, self.seed = dataset, tuple(size), seed
+        self.augment = Augment(AugmentConfig(crop=self.size)) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        epoch, index = divmod(int(key), len(self.dataset))
+        item = self.dataset[index]
+        if self.augment is None:
+            return to_tensors(*letterbox_pair(item['image'], item['label'], self.size))
+        self.augment.reseed(int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]))
+        return to_tensors(*self.augment(item['image'], item['label']))
+
+
+class ResumableBatches:
+    """Endless batches of keys for `PairData` (or indices of a cached tensor set), sharded over ranks.
+
+    Epoch e uses `DistributedSampler` order with `set_epoch(e)`; starting at `start_step` skips the batches
+    already consumed without loading them.
+    """
+
+    def __init__(self, size: int, batch_size: int, rank: int, world: int, seed: int, start_step: int = 0,
+                 encode_epoch: bool = True):
+        self.size, self.batch_size, self.seed, self.encode_epoch = size, batch_size, seed, encode_epoch
+        self.sampler = DistributedSampler(range(size), num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                          drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(f'the training data has {size} items: fewer than batch size {batch_size} x '
+                             f'{world} process(es); lower --batch-size or add data')
+        self.start_step = start_step
+
+    def __iter__(self):
+        epoch, skip = divmod(self.start_step, self.steps_per_epoch)
+        for e in itertools.count(epoch):
+            self.sampler.set_epoch(e)
+            order = list(self.sampler)
+            offset = e * self.size if self.encode_epoch else 0
+            for b in range(skip, self.steps_per_epoch):
+                yield [offset + i for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
+            skip = 0
+
+
+class CachedTokens(Dataset):
+    """Pre-encoded (image_tokens, mask_tokens) pairs held in memory."""
+
+    def __init__(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor):
+        self.image_tokens, self.mask_tokens = image_tokens, mask_tokens
+
+    def __len__(self) -> int:
+        return len(self.image_tokens)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {'image_tokens': self.image_tokens[index], 'mask_tokens': self.mask_tokens[index]}
+
+
+def preview_batch(dataset: Dataset, size: tuple[int, int], count: int = 4) -> dict[str, torch.Tensor]:
+    """Letterbox the first `count` items into one batch for the sample overlays."""
+    items = [to_tensors(*letterbox_pair(dataset[i]['image'], dataset[i]['label'], size))
+             for i in range(min(count, len(dataset)))]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}

@@ -1,0 +1,123 @@
+"""sensor_msgs Image / CompressedImage <-> numpy, without cv_bridge.
+
+Pure numpy (plus OpenCV for JPEG/PNG, YUV 4:2:2 and Bayer conversions), so it can be used and tested
+without ROS: every function takes any object with the message's fields. Errors are ValueError naming
+the problem; nothing is silently passed through.
+"""
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+
+# encoding -> (bytes per pixel, how to turn the (H, W, C) array into RGB)
+_BAYER = {  # ROS names the 2x2 pattern from the top-left pixel; OpenCV's 4-letter aliases do the same
+    'bayer_rggb8': cv2.COLOR_BayerRGGB2RGB,
+    'bayer_bggr8': cv2.COLOR_BayerBGGR2RGB,
+    'bayer_gbrg8': cv2.COLOR_BayerGBRG2RGB,
+    'bayer_grbg8': cv2.COLOR_BayerGRBG2RGB,
+}
+_YUV422 = {  # two bytes per pixel, chroma shared by each horizontal pair
+    'yuv422': cv2.COLOR_YUV2RGB_UYVY,  # ROS: U Y0 V Y1
+    'uyvy': cv2.COLOR_YUV2RGB_UYVY,
+    'yuv422_yuy2': cv2.COLOR_YUV2RGB_YUY2,  # ROS: Y0 U Y1 V
+    'yuyv': cv2.COLOR_YUV2RGB_YUY2,
+}
+BYTES_PER_PIXEL = {
+    'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1, 'mono16': 2,
+    **{name: 2 for name in _YUV422}, **{name: 1 for name in _BAYER},
+}
+SUPPORTED_ENCODINGS = tuple(BYTES_PER_PIXEL)
+COMPRESSED_FORMATS = ('jpeg', 'jpg', 'png')
+_OUTPUT_DTYPES = {'mono8': (np.uint8, 1), 'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3),
+                  '32FC1': (np.float32, 1)}
+
+
+def check_size(height: int, width: int, max_pixels: int | None) -> None:
+    """Raise ValueError for a zero or over-limit image size."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f'zero image size {height}x{width}')
+    if max_pixels is not None and height * width > max_pixels:
+        raise ValueError(f'image {height}x{width} = {height * width} pixels '
+                         f'exceeds max_input_pixels={max_pixels}')
+
+
+def image_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a sensor_msgs/Image (or anything with its fields) to an (H, W, 3) uint8 RGB array.
+
+    Supports rgb8, bgr8, rgba8, bgra8, mono8, mono16 (high byte kept), yuv422/uyvy,
+    yuv422_yuy2/yuyv and the four bayer_*8 patterns. Row padding (step > width * bytes) is
+    dropped. Raises ValueError for unsupported encodings and inconsistent or over-limit sizes.
+    """
+    encoding = str(msg.encoding).lower()
+    if encoding not in BYTES_PER_PIXEL:
+        raise ValueError(f'unsupported encoding {msg.encoding!r}; '
+                         f'supported: {", ".join(SUPPORTED_ENCODINGS)}')
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    check_size(height, width, max_pixels)
+    bpp = BYTES_PER_PIXEL[encoding]
+    if encoding in _YUV422 and width % 2:
+        raise ValueError(f'{encoding} needs an even width, got {width}')
+    if step < width * bpp:
+        raise ValueError(f'step {step} is smaller than width {width} x {bpp} bytes per pixel ({encoding})')
+    data = np.frombuffer(msg.data, dtype=np.uint8)  # zero-copy view
+    if data.size != step * height:
+        raise ValueError(f'data has {data.size} bytes, '
+                         f'expected step {step} x height {height} = {step * height}')
+    rows = data.reshape(height, step)[:, :width * bpp]  # (H, W * bpp), padding dropped
+    if encoding == 'mono16':
+        big = bool(msg.is_bigendian)
+        high = rows.reshape(height, width, 2)[:, :, 0 if big else 1]  # the high byte: 16 -> 8 bit
+        return np.repeat(high[:, :, None], 3, axis=2)
+    if encoding == 'mono8':
+        return cv2.cvtColor(np.ascontiguousarray(rows), cv2.COLOR_GRAY2RGB)
+    if encoding in _BAYER:
+        return cv2.cvtColor(np.ascontiguousarray(rows), _BAYER[encoding])
+    pixels = rows.reshape(height, width, bpp)  # (H, W, C)
+    if encoding in _YUV422:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), _YUV422[encoding])
+    if encoding == 'rgb8':
+        return pixels
+    if encoding == 'rgba8':
+        return np.ascontiguousarray(pixels[:, :, :3])
+    return np.ascontiguousarray(pixels[:, :, 2::-1])  # bgr8 / bgra8 -> RGB
+
+
+def compressed_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to an (H, W, 3) uint8 RGB array.
+
+    The format field may be 'jpeg', 'png' or the image_transport style 'rgb8; jpeg compressed bgr8'.
+    Raises ValueError for other formats (e.g. compressedDepth) and undecodable data.
+    """
+    fmt = str(msg.format).lower()
+    if 'compresseddepth' in fmt or not any(name in fmt for name in COMPRESSED_FORMATS):
+        raise ValueError(f'unsupported compressed format {msg.format!r}; expected jpeg or png')
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size == 0:
+        raise ValueError('compressed image has no data')
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f'undecodable {msg.format!r} data ({data.size} bytes)')
+    check_size(bgr.shape[0], bgr.shape[1], max_pixels)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def fill_image(msg, array: np.ndarray, encoding: str):
+    """Fill a sensor_msgs/Image from an array: (H, W) mono8 / 32FC1 or (H, W, 3) rgb8 / bgr8.
+
+    Sets height, width, encoding, is_bigendian, step and data (one `tobytes()` copy). Returns msg.
+    """
+    if encoding not in _OUTPUT_DTYPES:
+        raise ValueError(f'cannot write encoding {encoding!r}; choose from {sorted(_OUTPUT_DTYPES)}')
+    dtype, channels = _OUTPUT_DTYPES[encoding]
+    shape_ok = array.ndim == 2 if channels == 1 else (array.ndim == 3 and array.shape[2] == channels)
+    if array.dtype != dtype or not shape_ok:
+        raise ValueError(f'{encoding} needs a {dtype.__name__} array with {channels} channel(s), '
+                         f'got {array.dtype} {array.shape}')
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = int(sys.byteorder == 'big' and array.dtype.itemsize > 1)
+    msg.step = int(array.shape[1] * channels * array.dtype.itemsize)
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg

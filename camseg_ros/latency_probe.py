@@ -1,0 +1,228 @@
+"""Measure segment_node end to end: publish -> mask received vs `segment()` alone; frame age under overload.
+
+`camseg-latency-probe [--checkpoint DIR] [--width 1280 --height 720] [--overload 3]` starts `segment_node`
+in its own process (Fast DDS LARGE_DATA transport, a private ROS domain), times `segment()` in this process
+first, then publishes rgb8 frames one at a time (latency) and `--overload` times faster than inference
+(output frame age: receipt of the mask - header stamp, median and p95).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+NODE_ENV = {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
+
+
+def node_command(checkpoint: str, params: dict | None = None, ros_args: tuple = (),
+                 params_file: str | Path | None = None) -> list[str]:
+    """Build `python -m camseg_ros.node --ros-args [--params-file F] -p checkpoint:=... -p k:=v ...`.
+
+    The -p values come after the file, so they win.
+    """
+    cmd = [sys.executable, '-m', 'camseg_ros.node', '--ros-args']
+    if params_file:
+        cmd += ['--params-file', str(params_file)]
+    cmd += ['-p', f'checkpoint:={checkpoint}']
+    for key, value in (params or {}).items():
+        cmd += ['-p', f'{key}:={value}']
+    return cmd + list(ros_args)
+
+
+def start_node(checkpoint: str, domain_id: int, log_path: str | Path, params: dict | None = None,
+               ros_args: tuple = (), params_file: str | Path | None = None) -> subprocess.Popen:
+    """Start segment_node in its own process, its output going to `log_path`."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), **NODE_ENV)
+    log = open(log_path, 'w')
+    return subprocess.Popen(node_command(checkpoint, params, ros_args, params_file), env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGINT the node process, then kill it if it does not exit in time; returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def stamp_ns(stamp) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds."""
+    return stamp.sec * 10**9 + stamp.nanosec
+
+
+def tiny_checkpoint(directory: str | Path) -> str:
+    """Save a randomly initialised 'tiny' model as a checkpoint under `directory`."""
+    from camseg_core.api import Segmenter
+    from camseg_core.checkpoint import save_pretrained
+    return str(save_pretrained(Segmenter.from_preset('tiny', device='cpu').model, Path(directory) / 'tiny'))
+
+
+def time_segment(checkpoint: str, image: np.ndarray, sampler: dict, repeats: int) -> list[float]:
+    """Seconds per `segment()` call on `image` (after one warm-up call)."""
+    from camseg_core.api import Segmenter
+    seg = Segmenter.from_pretrained(checkpoint, device='cpu', **sampler)
+    seg.segment(image)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        seg.segment(image)
+        times.append(time.perf_counter() - start)
+    seg.close()
+    return times
+
+
+class Probe:
+    """A publisher of rgb8 frames on `image` and a recorder of `segmentation/mask` arrivals."""
+
+    def __init__(self, context, image: np.ndarray):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from camseg_ros.image_codec import fill_image
+        self.node = Node('camseg_latency_probe', context=context)
+        self.template = fill_image(Image(), image, 'rgb8')
+        self.template.header.frame_id = 'probe'
+        self.pub = self.node.create_publisher(Image, 'image', QoSProfile(depth=1))
+        self.arrivals: dict[int, int] = {}  # header stamp ns -> receipt ns
+        self.node.create_subscription(Image, 'segmentation/mask', self._on_mask,
+                                      QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.diagnostics: dict[str, str] = {}  # the node's latest statistics
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.endswith(': segmentation'):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def _on_mask(self, msg) -> None:
+        self.arrivals[stamp_ns(msg.header.stamp)] = self.node.get_clock().now().nanoseconds
+
+    def publish(self) -> int:
+        """Publish the frame stamped now; returns the stamp in ns."""
+        now = self.node.get_clock().now()
+        self.template.header.stamp = now.to_msg()
+        self.pub.publish(self.template)
+        return now.nanoseconds
+
+
+def spin_until(executor, predicate, timeout: float) -> bool:
+    """Spin until predicate() is true or timeout seconds pass."""
+    end = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.02)
+    return predicate()
+
+
+def percentiles(values_ms) -> str:
+    """Format as 'min W ms, median X ms, p95 Y ms (n=N)'."""
+    arr = np.asarray(values_ms, dtype=np.float64)
+    if not arr.size:
+        return 'no samples'
+    return (f'min {arr.min():.0f} ms, median {np.median(arr):.0f} ms, p95 {np.percentile(arr, 95):.0f} ms '
+            f'(n={arr.size})')
+
+
+def measure(args, checkpoint: str, log_path: Path) -> dict:
+    """Run the three measurements; returns the figures in ms."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    image = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+    sampler = {'steps': args.steps, 'scheduler': 'ddim', 'num_iter': 1}
+    alone = time_segment(checkpoint, image, sampler, args.repeats)
+    report = {'segment_alone_ms': [t * 1e3 for t in alone], 'load_average': os.getloadavg(),
+              'cpu_count': os.cpu_count()}
+    print(f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; steps={args.steps}', flush=True)
+    size = f'{args.width}x{args.height}'
+    print(f'segment() alone, {size}: {percentiles(report["segment_alone_ms"])}', flush=True)
+
+    domain = args.domain_id if args.domain_id is not None else random.randint(150, 230)
+    os.environ.update(NODE_ENV)
+    proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu', max_frame_age_ms=0.0,
+                                                         publish_color='false', publish_overlay='false'))
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    try:
+        probe = Probe(context, image)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(probe.node)
+        warmup = []  # publish until the node is up, subscribed and has served a frame
+        end = time.monotonic() + 120
+        while not probe.arrivals and proc.poll() is None and time.monotonic() < end:
+            warmup.append(probe.publish())
+            spin_until(executor, lambda: probe.arrivals, 1.0)
+        if not probe.arrivals:
+            raise RuntimeError(f'segment_node did not answer:\n{Path(log_path).read_text()}')
+        latencies = []
+        for _ in range(args.repeats):
+            spin_until(executor, lambda: False, 0.3)  # let the node go idle
+            sent = probe.publish()
+            if spin_until(executor, lambda: sent in probe.arrivals, 60):
+                latencies.append((probe.arrivals[sent] - sent) / 1e6)
+        report['end_to_end_ms'] = latencies
+        spin_until(executor, lambda: False, 1.5)  # the node's next diagnostics
+        inside = probe.diagnostics.get('processing_ms_median', '?')
+        print(f'publish -> mask received: {percentiles(latencies)}; '
+              f'segment() inside the node: median {inside} ms', flush=True)
+
+        # Overload relative to what the node achieved just now (a busy machine makes `alone` unreliable).
+        period = min(float(np.median(alone)), float(np.median(latencies)) / 1e3) / args.overload
+        sent_stamps = []
+        end = time.monotonic() + args.duration
+        next_time = time.monotonic()
+        while time.monotonic() < end:
+            if time.monotonic() >= next_time:
+                sent_stamps.append(probe.publish())
+                next_time += period
+            executor.spin_once(timeout_sec=min(0.01, max(0.0, next_time - time.monotonic())))
+        spin_until(executor, lambda: False, 3 * float(np.median(latencies)) / 1e3 + 1)
+        ages = [(probe.arrivals[s] - s) / 1e6 for s in sent_stamps if s in probe.arrivals]
+        report.update(overload_frame_age_ms=ages, overload_sent=len(sent_stamps), overload_served=len(ages),
+                      overload_rate_hz=1.0 / period)
+        print(f'{args.overload:g}x overload ({1 / period:.2f} Hz in, {len(sent_stamps)} sent, '
+              f'{len(ages)} served): '
+              f'output frame age {percentiles(ages)}', flush=True)
+    finally:
+        rclpy.shutdown(context=context)
+        stop_node(proc)
+    return report
+
+
+def main(argv=None) -> int:
+    """Command line entry point (`camseg-latency-probe`)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--checkpoint', help='checkpoint directory (default: a random tiny model)')
+    parser.add_argument('--width', type=int, default=1280)
+    parser.add_argument('--height', type=int, default=720)
+    parser.add_argument('--steps', type=int, default=20, help='diffusion steps (ddim)')
+    parser.add_argument('--repeats', type=int, default=5, help='frames timed one at a time')
+    parser.add_argument('--overload', type=float, default=3.0, help='publish rate / inference rate')
+    parser.add_argument('--duration', type=float, default=20.0, help='seconds of overload')
+    parser.add_argument('--domain-id', type=int, help='ROS domain (default: random in 150..230)')
+    parser.add_argument('--json', help='also write the figures to this JSON file')
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or tiny_checkpoint(tmp)
+        report = measure(args, checkpoint, Path(tmp) / 'segment_node.log')
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

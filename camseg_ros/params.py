@@ -1,0 +1,139 @@
+"""The node's parameters: one typed dataclass, their declaration and their validation."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+from camseg_core.config import SamplerConfig
+
+SAMPLER_PARAMS = ('num_iter', 'steps', 'scheduler', 'temperature', 'ensemble', 'seed')
+# Changeable while the node runs (`ros2 param set`); the others apply on the next configure.
+RUNTIME_PARAMS = SAMPLER_PARAMS + ('confidence_threshold', 'max_frame_age_ms', 'publish_color',
+                                   'publish_overlay', 'overlay_alpha')
+QOS_CHOICES = ('sensor_data', 'reliable', 'system_default')
+TRANSPORTS = ('raw', 'compressed')
+PRECISIONS = ('fp32', 'fp16', 'bf16')
+_DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
+_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
+
+
+@dataclass
+class NodeSettings:
+    """Every parameter of `segment_node` with its default (see config/segment.yaml)."""
+
+    checkpoint: str = ''  # checkpoint directory; '' -> the demo model, where one is installed
+    device: str = 'auto'  # auto, cpu, cuda or cuda:N
+    precision: str = 'fp32'  # fp32, fp16 or bf16 (autocast)
+    num_iter: int = 1  # MAR iterations (run time)
+    steps: int = 20  # diffusion steps per token (run time)
+    scheduler: str = 'ddim'  # ddpm or ddim (run time)
+    temperature: float = 1.0  # sampling noise scale (run time)
+    ensemble: int = 1  # samples per frame, majority vote (run time)
+    seed: int = 0  # sampler seed; -1 draws a fresh one per frame (run time)
+    confidence_threshold: float = 0.0  # mask pixels below this confidence are 255 (run time)
+    max_frame_age_ms: float = 500.0  # frames older than this when their turn comes are dropped; 0: never
+    input_transport: str = 'raw'  # raw: <cam>/image (Image); compressed: <cam>/image/compressed (JPEG/PNG)
+    qos: str = 'sensor_data'  # input QoS: sensor_data (best effort, last 1), reliable, system_default
+    publish_color: bool = True  # colour mask, computed only while subscribed (run time)
+    publish_overlay: bool = True  # colour blended over the input, only while subscribed (run time)
+    overlay_alpha: float = 0.5  # weight of the colour mask in the overlay (run time)
+    max_input_pixels: int = 3840 * 2160  # larger inputs are rejected as bad input
+    cameras: list[str] = field(default_factory=list)  # e.g. [cam_front, cam_left]; []: one camera on `image`
+    autostart: bool = True  # configure and activate on start (else wait for lifecycle transitions)
+
+    def sampler_kwargs(self) -> dict:
+        """Return the sampler settings as `Segmenter.set_sampler` keywords."""
+        kw = {name: getattr(self, name) for name in SAMPLER_PARAMS}
+        kw['seed'] = None if kw['seed'] < 0 else kw['seed']
+        return kw
+
+
+def check_value(name: str, value, settings: NodeSettings) -> str | None:
+    """Return why `value` is invalid for parameter `name` given the other `settings` (None: valid)."""
+    if name in SAMPLER_PARAMS:
+        candidate = dataclasses.replace(settings, **{name: value})
+        try:
+            SamplerConfig(**candidate.sampler_kwargs()).validate()
+        except (ValueError, TypeError) as e:
+            return str(e)
+        return None
+    checks = {
+        'device': (lambda v: bool(_DEVICE.match(v)), 'must be auto, cpu, cuda or cuda:N'),
+        'precision': (lambda v: v in PRECISIONS, f'must be one of {PRECISIONS}'),
+        'confidence_threshold': (lambda v: 0.0 <= v <= 1.0, 'must be in [0, 1]'),
+        'max_frame_age_ms': (lambda v: v >= 0.0, 'must be >= 0 (0 disables the limit)'),
+        'input_transport': (lambda v: v in TRANSPORTS, f'must be one of {TRANSPORTS}'),
+        'qos': (lambda v: v in QOS_CHOICES, f'must be one of {QOS_CHOICES}'),
+        'overlay_alpha': (lambda v: 0.0 <= v <= 1.0, 'must be in [0, 1]'),
+        'max_input_pixels': (lambda v: v > 0, 'must be positive'),
+        'cameras': (lambda v: all(_NAME.match(c) for c in v) and len(set(v)) == len(v),
+                    'must be distinct relative topic names like cam_front'),
+    }
+    if name in checks and not checks[name][0](value):
+        return f'{name} {checks[name][1]}, got {value!r}'
+    return None
+
+
+def check_all(settings: NodeSettings) -> list[str]:
+    """Every problem with a full set of settings (empty list: all valid)."""
+    names = [f.name for f in dataclasses.fields(settings)]
+    problems = (check_value(name, getattr(settings, name), settings) for name in names)
+    return [p for p in problems if p]
+
+
+def declare(node) -> NodeSettings:
+    """Declare every parameter on an rclpy node (defaults from NodeSettings) and read their values."""
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.parameter import Parameter
+
+    settings = NodeSettings()
+    for f in dataclasses.fields(settings):
+        default = getattr(settings, f.name)
+        when = 'changeable at run time' if f.name in RUNTIME_PARAMS else 'applies on configure'
+        # Floats also accept integers (`-p overlay_alpha:=1`): typed by `coerce`, not by rclpy.
+        descriptor = ParameterDescriptor(description=f'default {default!r}; {when}',
+                                         dynamic_typing=isinstance(default, float))
+        if f.name == 'cameras':  # an empty list has no type of its own in ROS
+            value = node.declare_parameter(f.name, Parameter.Type.STRING_ARRAY, descriptor).value
+        else:
+            value = node.declare_parameter(f.name, default, descriptor).value
+        setattr(settings, f.name, coerce(f.name, value))
+    return settings
+
+
+def coerce(name: str, value):
+    """Bring a parameter value to its field's type (int -> float, None -> []); ValueError if impossible."""
+    if name == 'cameras':
+        return list(value or [])
+    default = getattr(NodeSettings(), name)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f'{name} must be a number, got {value!r}')
+        return float(value)
+    if type(value) is not type(default):
+        raise ValueError(f'{name} must be of type {type(default).__name__}, got {value!r}')
+    return value
+
+
+def camera_remappings(image: str, camera_topics: str = '') -> tuple[list[str], list[tuple[str, str]]]:
+    """Return the `cameras` parameter and the topic remappings for a launch file.
+
+    `image` is the input topic of a single camera; `camera_topics` ('cam_front=/front/image_raw,
+    cam_left=/left/image_raw') lists several, which replaces `image`. Both the raw and the
+    `/compressed` topic are remapped, so either input_transport works.
+    """
+    pairs = [item.split('=', 1) for item in camera_topics.replace(' ', '').split(',') if item]
+    if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+        raise ValueError(f'camera_topics must look like "cam_front=/front/image_raw,cam_left=/left/image", '
+                         f'got {camera_topics!r}')
+    if not pairs:
+        return [], [('image', image), ('image/compressed', f'{image}/compressed')]
+    cameras = [name for name, _ in pairs]
+    reason = check_value('cameras', cameras, NodeSettings())
+    if reason:
+        raise ValueError(reason)
+    remaps = []
+    for name, target in pairs:
+        remaps += [(f'{name}/image', target), (f'{name}/image/compressed', f'{target}/compressed')]
+    return cameras, remaps

@@ -1,0 +1,147 @@
+"""End-to-end tests of the evaluation runner, the corruptions and the camseg-eval command."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from camseg_core.cli.eval import main
+from camseg_core.evaluation.corruptions import CORRUPTIONS, corrupt, parse_corruptions
+from camseg_core.evaluation.report import _batches, evaluate, expand_data_spec
+from camseg_core.labels import IGNORE_INDEX, TRAIN_LABELS
+
+H, W = 64, 128
+
+
+def _scene(rng):
+    """Draw a blocky image with a matching trainId label map (some pixels ignored)."""
+    label = np.kron(rng.integers(0, 19, size=(4, 8)), np.ones((16, 16), dtype=np.int64)).astype(np.uint8)
+    label[:4] = IGNORE_INDEX
+    image = (np.array([lb.color for lb in TRAIN_LABELS] + [(0, 0, 0)] * 237, np.uint8)[label]
+             + rng.integers(0, 30, size=(H, W, 3)).astype(np.uint8))
+    return image, label
+
+
+def _assert_png(path, shape=None):
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == 'PNG' and im.size[0] > 50 and im.size[1] > 50
+        if shape is not None:
+            assert (im.size[1], im.size[0]) == shape
+
+
+def test_corruptions_deterministic_and_monotonic(rng):
+    image, _ = _scene(rng)
+    image = cv2.GaussianBlur(image, (0, 0), 1.0)  # some structure but not flat
+    for name, fn in CORRUPTIONS.items():
+        outs = [fn(image, s, seed=3) for s in range(1, 6)]
+        assert all(o.shape == image.shape and o.dtype == np.uint8 for o in outs), name
+        diffs = [np.abs(o.astype(float) - image).mean() for o in outs]
+        assert diffs[0] > 0 and all(a < b for a, b in zip(diffs, diffs[1:])), (name, diffs)
+        np.testing.assert_array_equal(outs[2], fn(image, 3, seed=3))
+    assert not np.array_equal(corrupt('gaussian_noise', image, 2, 0), corrupt('gaussian_noise', image, 2, 1))
+    with pytest.raises(ValueError, match='severity'):
+        corrupt('hue', image, 6)
+    with pytest.raises(ValueError, match='unknown corruption'):
+        corrupt('fog', image, 1)
+    with pytest.raises(ValueError, match='uint8'):
+        corrupt('hue', image.astype(np.float32), 1)
+    assert parse_corruptions('all') == list(CORRUPTIONS) and parse_corruptions('none') == []
+    assert parse_corruptions('hue, contrast') == ['hue', 'contrast']
+    with pytest.raises(ValueError, match='unknown corruption'):
+        parse_corruptions('hue,snow')
+
+
+def test_evaluate_end_to_end(tmp_path, rng, tiny_segmenter):
+    items = []
+    for i in range(3):
+        image, label = _scene(rng)
+        items.append({'image': image, 'label': label, 'name': f'frame_{i}'})
+    out, pred_dir = tmp_path / 'report', tmp_path / 'pred'
+    result = evaluate(tiny_segmenter, items, out, batch_size=3, corruptions=['gaussian_noise'],
+                      severities=[1], save_predictions=pred_dir)
+    summary = json.loads((out / 'metrics.json').read_text())
+    assert summary == json.loads(json.dumps(result))
+    assert set(summary) >= {'model', 'settings', 'datasets', 'corruptions', 'figures'}
+    data = summary['datasets']['data']
+    assert data['num_images'] == 3
+    assert data['metrics']['num_pixels'] == sum(int((it['label'] != IGNORE_INDEX).sum()) for it in items)
+    assert 0.0 <= data['metrics']['miou'] <= 1.0 and data['metrics']['num_classes_averaged'] >= 1
+    assert set(data['metrics']['calibration']) >= {'ece', 'auroc_wrong', 'reliability'}
+    assert data['latency']['median_ms'] > 0 and data['latency']['p95_ms'] >= data['latency']['median_ms']
+    sweep = summary['corruptions']
+    assert sweep['dataset'] == 'data' and list(sweep['results']) == ['gaussian_noise']
+    noisy = sweep['results']['gaussian_noise']['1']
+    assert noisy['retention'] == pytest.approx(noisy['miou'] / data['metrics']['miou'])
+    for name in ('per_class_iou.png', 'reliability.png', 'robustness.png', 'samples_data.png'):
+        assert name in summary['figures']
+        _assert_png(out / name)
+    report = (out / 'report.md').read_text()
+    for heading in ('## Overall', '## Per class', '## Calibration', '## Corruptions'):
+        assert heading in report
+    for it in items:
+        path = pred_dir / 'data' / f'{it["name"]}_pred_trainIds.png'
+        _assert_png(path, shape=(H, W))
+        assert np.asarray(Image.open(path)).max() < 19
+
+
+def test_batches_group_same_size_images():
+    sizes = [(8, 8), (8, 8), (8, 8), (4, 8), (8, 8)]
+    data = [{'image': np.zeros(s + (3,), np.uint8), 'label': np.zeros(s, np.uint8), 'name': str(i)}
+            for i, s in enumerate(sizes)]
+    assert [[b[0] for b in batch] for batch in _batches(data, 5, 2)] == [[0, 1], [2], [3], [4]]
+    assert [[b[0] for b in batch] for batch in _batches(data, 2, 4)] == [[0, 1]]
+
+
+def test_evaluate_rejects_bad_input(tmp_path, tiny_segmenter):
+    item = {'image': np.zeros((8, 8, 3), np.uint8), 'label': np.zeros((8, 9), np.uint8), 'name': 'x'}
+    with pytest.raises(ValueError, match='label shape'):
+        evaluate(tiny_segmenter, [item], tmp_path)
+    with pytest.raises(ValueError, match='unknown corruptions'):
+        evaluate(tiny_segmenter, [item], tmp_path, corruptions=['fog'])
+    with pytest.raises(ValueError, match='no images'):
+        evaluate(tiny_segmenter, {'empty': []}, tmp_path)
+
+
+def test_expand_generated(tmp_path):
+    (tmp_path / 'cityscapes' / 'leftImg8bit' / 'val').mkdir(parents=True)
+    for cond in ('fog', 'night'):
+        (tmp_path / 'acdc' / 'rgb_anon' / cond / 'val').mkdir(parents=True)
+    (tmp_path / 'acdc' / 'rgb_anon' / 'snow' / 'train').mkdir(parents=True)  # no val split: left out
+    pairs = expand_data_spec(f'generated:{tmp_path}')
+    acdc = tmp_path / 'acdc'
+    assert pairs == [('fog', f'acdc:{acdc}:fog:val'), ('night', f'acdc:{acdc}:night:val'),
+                     ('clear', f'cityscapes:{tmp_path / "cityscapes"}:val')]
+    assert expand_data_spec('acdc:/d/x:rain:val') == [('acdc:rain:val', 'acdc:/d/x:rain:val')]
+    with pytest.raises(FileNotFoundError, match='found no Cityscapes'):
+        expand_data_spec(f'generated:{tmp_path / "acdc" / "rgb_anon" / "snow"}')
+
+
+def _write_cityscapes(root, rng, n=2):
+    for i in range(n):
+        image, label = _scene(rng)
+        label_ids = np.array([lb.label_id for lb in TRAIN_LABELS] + [0] * 237, np.uint8)[label]
+        stem = f'aachen_{i:06d}_000019'
+        for folder, suffix, array in (('leftImg8bit', 'leftImg8bit', image[..., ::-1]),
+                                      ('gtFine', 'gtFine_labelIds', label_ids)):
+            d = root / folder / 'val' / 'aachen'
+            d.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(d / f'{stem}_{suffix}.png'), array)
+
+
+def test_cli(tmp_path, rng, tiny_checkpoint):
+    _write_cityscapes(tmp_path / 'gen' / 'cityscapes', rng)
+    out = tmp_path / 'out'
+    common = ['--data', f'generated:{tmp_path / "gen"}', '--out', str(out)]
+    assert main(['--checkpoint', str(tiny_checkpoint), *common, '--device', 'cpu', '--steps', '2',
+                 '--max-images', '1', '--save-predictions']) == 0
+    summary = json.loads((out / 'metrics.json').read_text())
+    assert list(summary['datasets']) == ['clear'] and summary['datasets']['clear']['num_images'] == 1
+    assert summary['model']['sampler']['steps'] == 2 and summary['corruptions'] is None
+    assert (out / 'predictions' / 'clear' / 'aachen_000000_000019_pred_trainIds.png').is_file()
+    with pytest.raises(SystemExit):
+        main(['--checkpoint', str(tiny_checkpoint), *common, '--corruptions', 'snow'])
+    with pytest.raises(SystemExit):
+        main(['--checkpoint', str(tmp_path / 'missing'), *common])

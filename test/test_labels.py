@@ -1,0 +1,53 @@
+"""Class table, labelId -> trainId map and the maskige codec."""
+import numpy as np
+import torch
+
+from camseg_core import labels as L
+
+
+def test_class_table():
+    assert L.NUM_CLASSES == 19
+    assert L.CLASS_NAMES[0] == 'road' and L.CLASS_NAMES[18] == 'bicycle'
+    assert L.PALETTE.shape == (19, 3)
+    assert len({tuple(c) for c in L.PALETTE}) == 19  # distinct colours decode unambiguously
+
+
+def test_label_id_map_is_complete():
+    ids = np.arange(256, dtype=np.uint8)
+    train = L.label_ids_to_train_ids(ids)
+    assert train[7] == 0 and train[26] == 13 and train[33] == 18
+    assert train[0] == 255 and train[9] == 255 and train[34] == 255 and train[255] == 255
+    assert sorted(set(train.tolist()) - {255}) == list(range(19))
+
+
+def test_encode_decode_exact_on_clean_colours(rng):
+    ids = torch.from_numpy(rng.integers(0, 19, (2, 31, 47), dtype=np.uint8))
+    img = L.encode_maskige(ids)
+    assert img.shape == (2, 3, 31, 47) and img.min() >= -1 and img.max() <= 1
+    back, conf = L.decode_maskige(img)
+    assert torch.equal(back, ids)
+    assert torch.allclose(conf, torch.ones_like(conf))
+
+
+def test_ignore_is_black_and_colorize_matches():
+    ids = np.array([[0, 255], [13, 18]], np.uint8)
+    rgb = L.colorize(ids)
+    assert tuple(rgb[0, 1]) == (0, 0, 0) and tuple(rgb[1, 0]) == (0, 0, 142)
+    enc = L.encode_maskige(torch.from_numpy(ids)[None])
+    assert torch.allclose(enc[0, :, 0, 1], torch.full((3,), -1.0))
+
+
+def test_decode_degrades_gracefully_on_noise(rng):
+    ids = torch.from_numpy(rng.integers(0, 19, (1, 64, 64), dtype=np.uint8))
+    img = L.encode_maskige(ids)
+    accs, confs = [], []
+    for sigma in (0.02, 0.1, 0.3):
+        noisy = img + sigma * torch.from_numpy(rng.normal(size=img.shape)).float()
+        back, conf = L.decode_maskige(noisy)
+        accs.append((back == ids).float().mean().item())
+        confs.append(conf.mean().item())
+        assert conf.min() >= 0 and conf.max() <= 1
+    assert accs[0] > 0.99 and accs[0] >= accs[1] >= accs[2]
+    assert confs[0] > confs[1] > confs[2]  # confidence falls as colours drift off the palette
+    wrong = back != ids
+    assert conf[wrong].mean() < conf[~wrong].mean()  # and is lower where the decode is wrong

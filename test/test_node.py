@@ -1,0 +1,329 @@
+"""segment_node over real DDS: the node runs in its own process, this process publishes and listens."""
+import json
+import os
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from camseg_core.labels import labels_as_dicts  # noqa: E402
+from camseg_ros.latency_probe import NODE_ENV, stamp_ns, start_node, stop_node  # noqa: E402
+
+pytestmark = pytest.mark.ros
+OUTPUTS = {'mask': 'mono8', 'confidence': '32FC1', 'color': 'rgb8', 'overlay': 'rgb8'}
+NODE_PARAMS = {'device': 'cpu', 'steps': 1, 'scheduler': 'ddim', 'max_frame_age_ms': 3000.0,
+               'max_input_pixels': 2_000_000}
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+RNG = np.random.default_rng(0)
+CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'segment.yaml'
+
+
+class Harness:
+    """A test node in this process: publishers, recorders of every output, service calls."""
+
+    def __init__(self, domain_id: int):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node('camseg_test', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.received = defaultdict(dict)  # topic -> header stamp ns -> (receipt ns, msg)
+        self.diagnostics = {}  # status name -> latest {key: value}
+        self.pubs = {}
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def listen(self, topic: str) -> None:
+        def record(msg, topic=topic):
+            self.received[topic][stamp_ns(msg.header.stamp)] = (time.time_ns(), msg)
+        self.node.create_subscription(Image, topic, record, RELIABLE)
+
+    def publish(self, topic: str, msg, stamp: int | None = None) -> int:
+        if topic not in self.pubs:  # a new publisher: wait until the node's subscription is matched
+            self.pubs[topic] = self.node.create_publisher(type(msg), topic, RELIABLE)
+            self.spin_until(lambda: self.pubs[topic].get_subscription_count() > 0, 30)
+        stamp = time.time_ns() if stamp is None else stamp
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+        self.pubs[topic].publish(msg)
+        return stamp
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+        return bool(predicate())
+
+    def exchange(self, msg, prefix: str = '', topic: str = 'image', outputs=tuple(OUTPUTS), tries: int = 3):
+        """Publish a frame (re-sent if unanswered) and return {output: msg} with the same stamp."""
+        names = [f'{prefix}segmentation/{out}' for out in outputs]
+        for _ in range(tries):
+            stamp = self.publish(prefix + topic, msg)
+            if self.spin_until(lambda: all(stamp in self.received[n] for n in names), 20):
+                return {out: self.received[n][stamp][1] for out, n in zip(outputs, names)}
+        raise AssertionError(f'no {names} for a frame on {prefix + topic}')
+
+    def call(self, client, request, timeout: float = 20.0):
+        assert client.wait_for_service(timeout_sec=timeout), f'service {client.srv_name} not available'
+        future = client.call_async(request)
+        self.spin_until(future.done, timeout)
+        assert future.done(), f'service {client.srv_name} did not answer'
+        return future.result()
+
+    def stat(self, node: str, key: str) -> str:
+        return self.diagnostics.get(f'{node}: segmentation', {}).get(key)
+
+    def wait_stat(self, node: str, key: str, predicate, timeout: float = 15.0) -> str:
+        def ready():
+            return self.stat(node, key) is not None and predicate(self.stat(node, key))
+        ok = self.spin_until(ready, timeout)
+        assert ok, f'{node} diagnostics {key}={self.stat(node, key)!r}'
+        return self.stat(node, key)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def image(array: np.ndarray, encoding: str, frame_id: str = 'cam', pad: int = 0, width: int | None = None,
+          bigendian: int = 0) -> Image:
+    """Build an Image from raw (H, W[, C]) bytes with `pad` bytes of row padding."""
+    rows = array.reshape(array.shape[0], -1)
+    rows = np.concatenate([rows, np.zeros((rows.shape[0], pad), np.uint8)], axis=1)
+    msg = Image(height=array.shape[0], width=width or array.shape[1], encoding=encoding, step=rows.shape[1],
+                is_bigendian=bigendian, data=rows.tobytes())
+    msg.header.frame_id = frame_id
+    return msg
+
+
+@pytest.fixture(scope='module')
+def ros(tmp_path_factory, tiny_checkpoint):
+    """Two node processes (one camera raw; two cameras compressed) and a harness on a private domain.
+
+    Both read config/segment.yaml; NODE_PARAMS override it with fast CPU settings.
+    """
+    tmp = tmp_path_factory.mktemp('node')
+    checkpoint = str(tiny_checkpoint)
+    domain = random.randint(100, 149)
+    saved = {k: os.environ.get(k) for k in NODE_ENV}
+    os.environ.update(NODE_ENV)
+    logs = {'camseg': tmp / 'camseg.log', 'multi': tmp / 'multi.log'}
+    procs = {
+        'camseg': start_node(checkpoint, domain, logs['camseg'], NODE_PARAMS, params_file=CONFIG),
+        'multi': start_node(checkpoint, domain, logs['multi'],
+                            dict(NODE_PARAMS, cameras='[cam_a, cam_b]', input_transport='compressed'),
+                            ros_args=('-r', '__node:=multi'), params_file=CONFIG),
+    }
+    harness = Harness(domain)
+    for prefix in ('', 'cam_a/', 'cam_b/'):
+        for out in OUTPUTS:
+            harness.listen(f'{prefix}segmentation/{out}')
+    harness.checkpoint, harness.tmp, harness.procs, harness.logs = checkpoint, tmp, procs, logs
+    try:
+        yield harness
+    finally:
+        harness.close()
+        for name, proc in procs.items():
+            stop_node(proc)
+            print(f'--- {name} log ---\n{logs[name].read_text()[-3000:]}')
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def check_outputs(outs: dict, stamp_source: Image, height: int, width: int) -> None:
+    for name, msg in outs.items():
+        assert msg.encoding == OUTPUTS[name], name
+        assert (msg.height, msg.width) == (height, width), name
+        assert msg.header.frame_id == stamp_source.header.frame_id, name
+        assert msg.header.stamp == stamp_source.header.stamp, name
+        assert len(msg.data) == msg.step * msg.height, name
+    mask = np.frombuffer(outs['mask'].data, np.uint8)
+    assert np.isin(mask, list(range(19)) + [255]).all()
+    conf = np.frombuffer(outs['confidence'].data, np.float32)
+    assert np.isfinite(conf).all() and conf.min() >= 0.0 and conf.max() <= 1.0
+
+
+def test_encodings_sizes_and_headers(ros):
+    rgb = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    first = image(rgb, 'rgb8', frame_id='cam_rgb')
+    outs_rgb = ros.exchange(first)  # exchange() stamps the message it sends
+    check_outputs(outs_rgb, first, 60, 80)
+    assert outs_rgb['mask'].header.frame_id == 'cam_rgb'
+    # The same pixels as padded bgr8 give the very same mask (fixed seed): channel order and padding work.
+    outs_bgr = ros.exchange(image(rgb[:, :, ::-1].copy(), 'bgr8', pad=5))
+    assert outs_bgr['mask'].data == outs_rgb['mask'].data
+    big = RNG.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    cases = [
+        (image(big, 'rgb8', frame_id='hd'), 720, 1280),
+        (image(RNG.integers(0, 256, (50, 140), dtype=np.uint8), 'mono16', pad=4, width=70, bigendian=1),
+         50, 70),
+        (image(RNG.integers(0, 256, (48, 128), dtype=np.uint8), 'yuv422', width=64), 48, 64),
+        (image(RNG.integers(0, 256, (40, 60), dtype=np.uint8), 'bayer_grbg8', pad=3), 40, 60),
+        (image(RNG.integers(0, 256, (30, 50, 4), dtype=np.uint8), 'bgra8'), 30, 50),
+    ]
+    for msg, h, w in cases:
+        outs = ros.exchange(msg)
+        check_outputs(outs, msg, h, w)
+
+
+def test_malformed_frames_are_counted_and_node_keeps_serving(ros):
+    good = image(RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8), 'rgb8')
+    ros.exchange(good)
+    before = int(ros.wait_stat('camseg', 'dropped_bad_input', lambda v: True))
+    bad = [
+        image(np.zeros((8, 8, 2), np.uint8), '16UC1'),  # unsupported encoding
+        Image(height=10, width=10, encoding='rgb8', step=30, data=bytes(200)),  # step * height != data
+        Image(height=0, width=10, encoding='rgb8', step=30, data=b''),  # zero size
+        image(np.zeros((1500, 1500), np.uint8), 'mono8'),  # over max_input_pixels
+    ]
+    for msg in bad:
+        ros.publish('image', msg)
+        ros.spin_until(lambda: False, 0.7)  # one at a time: the latest-frame slot keeps only the newest
+    ros.wait_stat('camseg', 'dropped_bad_input', lambda v: int(v) >= before + len(bad))
+    assert ros.procs['camseg'].poll() is None
+    check_outputs(ros.exchange(good), good, 32, 48)
+
+
+def test_stale_frame_is_dropped(ros):
+    before = int(ros.wait_stat('camseg', 'dropped_stale', lambda v: True))
+    msg = image(RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8), 'rgb8')
+    old = ros.publish('image', msg, stamp=time.time_ns() - 60 * 10**9)
+    ros.wait_stat('camseg', 'dropped_stale', lambda v: int(v) > before)
+    assert old not in ros.received['segmentation/mask']
+
+
+def test_overload_keeps_frame_age_bounded(ros):
+    msg = image(RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8), 'rgb8')
+    ros.exchange(msg)
+    sent = []
+    end = time.monotonic() + 8.0
+    while time.monotonic() < end:  # 10 Hz, several times faster than inference on this CPU
+        sent.append(ros.publish('image', msg))
+        ros.spin_until(lambda: False, 0.1)
+    ros.spin_until(lambda: False, 4.0)
+    masks = ros.received['segmentation/mask']
+    ages = np.array([(masks[s][0] - s) / 1e6 for s in sent if s in masks])
+    processing = float(ros.wait_stat('camseg', 'processing_ms_p95', lambda v: v != 'nan'))
+    print(f'overload: {len(sent)} sent, {ages.size} served; '
+          f'output frame age median {np.median(ages):.0f} ms, '
+          f'p95 {np.percentile(ages, 95):.0f} ms; processing p95 {processing:.0f} ms')
+    assert 2 <= ages.size < len(sent)
+    # At worst a frame waits for one inference and then takes one: a queue would grow with time instead.
+    assert np.percentile(ages, 95) < 3 * processing + 1500
+    assert int(ros.stat('camseg', 'replaced')) > 0
+
+
+def test_labels_reach_a_late_subscriber(ros):
+    got = []
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    ros.node.create_subscription(String, 'segmentation/labels', lambda m: got.append(m.data), qos)
+    assert ros.spin_until(lambda: got, 15), 'no labels for a late subscriber'
+    assert json.loads(got[0]) == labels_as_dicts()
+
+
+def set_params(ros, **values):
+    client = ros.node.create_client(SetParameters, '/camseg/set_parameters')
+    request = SetParameters.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return ros.call(client, request).results[0]
+
+
+def test_parameters_at_run_time(ros):
+    rejected = set_params(ros, steps=0)
+    assert not rejected.successful and 'steps' in rejected.reason
+    rejected = set_params(ros, qos='reliable')
+    assert not rejected.successful and 'configure' in rejected.reason
+    rejected = set_params(ros, confidence_threshold=1.5)
+    assert not rejected.successful and 'confidence_threshold' in rejected.reason
+    assert set_params(ros, steps=2).successful
+    ros.wait_stat('camseg', 'sampler', lambda v: 'steps=2' in v)
+    assert set_params(ros, confidence_threshold=1).successful  # an integer for a float is accepted
+    try:
+        msg = image(RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8), 'rgb8')
+        outs = ros.exchange(msg)
+        mask = np.frombuffer(outs['mask'].data, np.uint8)
+        conf = np.frombuffer(outs['confidence'].data, np.float32)
+        assert (mask[conf < 1.0] == 255).all() and (conf < 1.0).any()
+    finally:
+        assert set_params(ros, confidence_threshold=0.0, steps=1).successful
+
+
+def test_lifecycle_deactivate_and_activate(ros):
+    change = ros.node.create_client(ChangeState, '/camseg/change_state')
+    get = ros.node.create_client(GetState, '/camseg/get_state')
+    assert ros.call(get, GetState.Request()).current_state.label == 'active'
+
+    def transition(tid):
+        return ros.call(change, ChangeState.Request(transition=Transition(id=tid))).success
+
+    assert transition(Transition.TRANSITION_DEACTIVATE)
+    assert ros.call(get, GetState.Request()).current_state.label == 'inactive'
+    msg = image(RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8), 'rgb8')
+    stamp = ros.publish('image', msg)
+    masks = ros.received['segmentation/mask']
+    assert not ros.spin_until(lambda: stamp in masks, 3.0), 'output while inactive'
+    assert transition(Transition.TRANSITION_ACTIVATE)
+    check_outputs(ros.exchange(msg), msg, 32, 48)
+    # Clean up (unloads the model), change a configure-time parameter, configure and activate again.
+    assert transition(Transition.TRANSITION_DEACTIVATE) and transition(Transition.TRANSITION_CLEANUP)
+    assert ros.call(get, GetState.Request()).current_state.label == 'unconfigured'
+    assert set_params(ros, qos='reliable').successful
+    assert transition(Transition.TRANSITION_CONFIGURE) and transition(Transition.TRANSITION_ACTIVATE)
+    check_outputs(ros.exchange(msg), msg, 32, 48)
+
+
+def test_two_cameras_compressed(ros):
+    a = cv2.imencode('.jpg', RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8))[1].tobytes()
+    b = cv2.imencode('.png', RNG.integers(0, 256, (30, 40, 3), dtype=np.uint8))[1].tobytes()
+    jpeg = CompressedImage(format='jpeg', data=a)
+    jpeg.header.frame_id = 'cam_a'
+    png = CompressedImage(format='png', data=b)
+    png.header.frame_id = 'cam_b'
+    outs_a = ros.exchange(jpeg, prefix='cam_a/', topic='image/compressed')
+    check_outputs(outs_a, jpeg, 48, 64)
+    outs_b = ros.exchange(png, prefix='cam_b/', topic='image/compressed')
+    check_outputs(outs_b, png, 30, 40)
+    # Both cameras at once: the newest frame of each goes into one segment() call; both are answered.
+    sa, sb = ros.publish('cam_a/image/compressed', jpeg), ros.publish('cam_b/image/compressed', png)
+    assert ros.spin_until(lambda: sa in ros.received['cam_a/segmentation/mask']
+                          and sb in ros.received['cam_b/segmentation/mask'], 30)
+    before = int(ros.wait_stat('multi', 'dropped_bad_input', lambda v: True))
+    ros.publish('cam_a/image/compressed', CompressedImage(format='jpeg', data=b'\xff\xd8\xff' + bytes(100)))
+    ros.wait_stat('multi', 'dropped_bad_input', lambda v: int(v) > before)
+    assert ros.procs['multi'].poll() is None
+
+
+def test_failed_configure_exits_nonzero_naming_the_cause(ros):
+    import torch
+    missing = ros.tmp / 'no_such_checkpoint'
+    cases = {'missing': (str(missing), 'cpu', [str(missing), 'not found'])}
+    if not torch.cuda.is_available():
+        cases['no_cuda'] = (ros.checkpoint, 'cuda', ["'cuda'", 'CUDA is not available'])
+    procs = {name: start_node(ckpt, 99, ros.tmp / f'{name}.log', {'device': device})
+             for name, (ckpt, device, _) in cases.items()}
+    for name, proc in procs.items():
+        proc.wait(timeout=120)
+        log = (ros.tmp / f'{name}.log').read_text()
+        assert proc.returncode != 0, log
+        assert all(text in log for text in cases[name][2]), log

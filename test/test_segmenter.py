@@ -1,0 +1,115 @@
+"""The segmentation API: shapes, determinism, options and bad input."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from camseg_core import Segmenter, preset
+from camseg_core.api import resolve_device
+from camseg_core.checkpoint import build_model
+from camseg_core.models.mar import cosine_schedule
+
+
+@pytest.mark.parametrize('shape', [(301, 457), (457, 301), (64, 64), (1, 5)])
+def test_shapes_and_dtypes(tiny_segmenter, rng, shape):
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    out = tiny_segmenter.segment(img)
+    assert out.labels.shape == shape and out.labels.dtype == np.uint8
+    assert out.confidence.shape == shape and out.confidence.dtype == np.float32
+    assert out.labels.max() < 19
+    assert 0.0 <= out.confidence.min() and out.confidence.max() <= 1.0
+
+
+def test_batches_of_mixed_sizes(tiny_segmenter, rng):
+    imgs = [rng.integers(0, 256, s, dtype=np.uint8) for s in [(120, 200, 3), (90, 333, 3)]]
+    outs = tiny_segmenter.segment(imgs)
+    assert [o.labels.shape for o in outs] == [(120, 200), (90, 333)]
+    stacked = tiny_segmenter.segment(np.stack([imgs[0], imgs[0]]))
+    assert isinstance(stacked, list) and len(stacked) == 2
+
+
+def test_same_seed_same_output_and_other_seed_differs(tiny_segmenter, rng):
+    img = rng.integers(0, 256, (100, 180, 3), dtype=np.uint8)
+    seg = tiny_segmenter
+    seg.set_sampler(scheduler='ddpm', seed=3)
+    a, b = seg.segment(img), seg.segment(img)
+    seg.set_sampler(seed=4)
+    c = seg.segment(img)
+    seg.set_sampler(scheduler='ddim', seed=0)
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.confidence, b.confidence)
+    assert not np.array_equal(a.confidence, c.confidence)
+
+
+@pytest.mark.parametrize('num_iter', [1, 3])
+def test_iterative_sampling_and_ensemble(tiny_segmenter, rng, num_iter):
+    img = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    seg = tiny_segmenter
+    seg.set_sampler(num_iter=num_iter, ensemble=3)
+    try:
+        out = seg.segment(img)
+    finally:
+        seg.set_sampler(num_iter=1, ensemble=1)
+    assert out.labels.shape == (64, 128) and 0 <= out.confidence.min() <= out.confidence.max() <= 1
+
+
+def test_cosine_schedule_ends_with_everything_predicted():
+    assert cosine_schedule(512, 1) == [0]
+    sched = cosine_schedule(512, 8)
+    assert sched[-1] == 0 and all(a > b for a, b in zip(sched, sched[1:]))
+    assert cosine_schedule(3, 6)[-1] == 0
+
+
+@pytest.mark.parametrize('bad, message', [
+    (np.zeros((10, 10, 3), np.float32), 'dtype uint8'),
+    (np.zeros((10, 10), np.uint8), 'shape'),
+    (np.zeros((10, 10, 4), np.uint8), 'shape'),
+    (np.zeros((0, 10, 3), np.uint8), 'zero size'),
+    (np.zeros((300, 300, 3), np.uint8), 'max_pixels'),
+    ('not an image', 'numpy array'),
+])
+def test_bad_input_raises_value_error(bad, message):
+    seg = Segmenter.from_preset('tiny', device='cpu', steps=2, max_pixels=200 * 200)
+    with pytest.raises(ValueError, match=message):
+        seg.segment(bad)
+
+
+def test_empty_batch_raises(tiny_segmenter):
+    with pytest.raises(ValueError, match='empty batch'):
+        tiny_segmenter.segment([])
+
+
+@pytest.mark.parametrize('change', [dict(num_iter=0), dict(steps=0), dict(scheduler='euler'),
+                                    dict(temperature=-1.0), dict(ensemble=0), dict(seed=-2), dict(bogus=1)])
+def test_invalid_sampler_settings_are_rejected_and_old_kept(tiny_segmenter, change):
+    before = dataclasses.asdict(tiny_segmenter.sampler)
+    with pytest.raises(ValueError):
+        tiny_segmenter.set_sampler(**change)
+    assert dataclasses.asdict(tiny_segmenter.sampler) == before
+
+
+def test_options_are_validated():
+    model = build_model('camseg', preset('tiny').to_dict())
+    with pytest.raises(ValueError, match='precision'):
+        Segmenter(model, device='cpu', precision='fp8')
+    with pytest.raises(ValueError, match='device'):
+        resolve_device('tpu')
+    if not __import__('torch').cuda.is_available():
+        with pytest.raises(ValueError, match='CUDA is not available'):
+            resolve_device('cuda')
+
+
+def test_bf16_on_cpu_runs(rng):
+    seg = Segmenter.from_preset('tiny', device='cpu', precision='bf16', steps=2)
+    out = seg.segment(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    assert out.labels.shape == (64, 96) and np.isfinite(out.confidence).all()
+
+
+def test_presets_build_the_documented_architectures():
+    base = preset('base')
+    assert base.autoencoder.stride == 16 and base.autoencoder.channel_mult == (1, 1, 2, 2, 4)
+    t = base.transformer
+    assert (t.width, t.encoder_depth, t.decoder_depth) == (768, 12, 12)
+    assert (base.head.depth, base.head.width) == (6, 1024)
+    assert preset('tiny').autoencoder.stride == 8
+    with pytest.raises(ValueError, match='unknown preset'):
+        preset('huge')
