@@ -3,9 +3,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+comma  := ,
 # The PyPI ROS 2 wheels are only installed where no ROS distribution is sourced.
 EXTRAS := test$(if $(ROS_DISTRO),,$(comma)ros)
-comma  := ,
 
 .PHONY: venv test lint clean
 

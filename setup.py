@@ -47,7 +47,6 @@ setup(
     maintainer_email='camseg@example.com',
     description='CAM-Seg semantic segmentation with per-pixel confidence for ROS 2 cameras.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'camseg-bench = camseg_core.cli.bench:main',

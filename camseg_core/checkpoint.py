@@ -27,6 +27,17 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, refused or does not fit its configuration."""
 
 
+def state_dict_mismatch(own: dict, state: dict) -> str:
+    """Describe the keys in which `state` does not fit `own` (missing, unexpected, wrong shape); '' if none."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if not (missing or unexpected or wrong):
+        return ''
+    return (f'missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]} '
+            f'({len(missing)} / {len(unexpected)} / {len(wrong)} in all)')
+
+
 def model_class(model_type: str) -> type[nn.Module]:
     if model_type not in MODEL_TYPES:
         raise CheckpointError(f'unknown model_type {model_type!r}; known: {sorted(MODEL_TYPES)}')
@@ -109,13 +120,8 @@ def load_pretrained(path: str | Path) -> tuple[nn.Module, dict]:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f'{weights}: unreadable or truncated safetensors file ({e})') from None
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise CheckpointError(f'{weights}: weights do not match {CONFIG_NAME}: missing {missing[:5]}, '
-                              f'unexpected {unexpected[:5]}, wrong shape {wrong[:5]} '
-                              f'({len(missing)} / {len(unexpected)} / {len(wrong)} in all)')
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        raise CheckpointError(f'{weights}: weights do not match {CONFIG_NAME}: {problem}')
     model.load_state_dict(state)
     return model.eval(), header

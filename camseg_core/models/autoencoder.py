@@ -68,6 +68,8 @@ class KLAutoencoder(nn.Module):
         """
         from safetensors.torch import load_file
 
+        from ..checkpoint import state_dict_mismatch
+
         path = Path(path)
         if path.is_dir():
             path = path / 'diffusion_pytorch_model.safetensors'
@@ -77,16 +79,10 @@ class KLAutoencoder(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(f'{path}: no such autoencoder weights file')
         state = load_file(str(path))
-        state = {k.removeprefix('first_stage_model.'): v for k, v in state.items()}
-        if any(k.startswith('encoder.down.') for k in state):
+        if any(k.removeprefix('first_stage_model.').startswith('encoder.down.') for k in state):
             from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
             state = convert_ldm_vae_checkpoint(state, dict(self.vae.config))
-        own = self.vae.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            raise ValueError(f'{path}: autoencoder weights do not fit this configuration: '
-                             f'missing {missing[:8]}, unexpected {unexpected[:8]}, wrong shape {wrong[:8]}'
-                             f' ({len(missing)} / {len(unexpected)} / {len(wrong)} in all)')
+        problem = state_dict_mismatch(self.vae.state_dict(), state)
+        if problem:
+            raise ValueError(f'{path}: autoencoder weights do not fit this configuration: {problem}')
         self.vae.load_state_dict(state)
