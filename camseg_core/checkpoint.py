@@ -28,7 +28,7 @@ class CheckpointError(ValueError):
 
 
 def state_dict_mismatch(own: dict, state: dict) -> str:
-    """Describe the keys in which `state` does not fit `own` (missing, unexpected, wrong shape); '' if none."""
+    """Describe the keys where `state` does not fit `own` (missing, unexpected, wrong shape); '' if none."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)

@@ -16,7 +16,7 @@ def small_config(**kw):
 
 
 def to_ldm_layout(state: dict, levels: int) -> dict:
-    """Rename diffusers AutoencoderKL keys to the original latent-diffusion layout (as LDM checkpoints store)."""
+    """Rename diffusers AutoencoderKL keys to the original latent-diffusion (LDM) checkpoint layout."""
     out = {}
     for key, value in state.items():
         k = key.replace('conv_shortcut', 'nin_shortcut').replace('conv_norm_out', 'norm_out')
@@ -62,7 +62,8 @@ def test_loads_diffusers_directory(trained_like, tmp_path):
 
 def test_loads_ldm_layout_safetensors(trained_like, tmp_path):
     path = tmp_path / 'kl-f8.safetensors'
-    save_file({k: v.contiguous() for k, v in to_ldm_layout(trained_like.vae.state_dict(), 4).items()}, str(path))
+    ldm = to_ldm_layout(trained_like.vae.state_dict(), 4)
+    save_file({k: v.contiguous() for k, v in ldm.items()}, str(path))
     fresh = KLAutoencoder(small_config())
     fresh.load_pretrained(path)
     assert_same_weights(trained_like, fresh)
