@@ -55,6 +55,7 @@ setup(
             'camseg-eval = camseg_core.cli.eval:main',
             'segment_node = camseg_ros.node:main',
             'camseg-latency-probe = camseg_ros.latency_probe:main',
+            'camseg-bag-eval = camseg_ros.bag_eval:main',
         ],
     },
 )

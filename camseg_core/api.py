@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,10 @@ class Segmenter:
     @classmethod
     def from_preset(cls, name: str, seed: int = 0, **options) -> 'Segmenter':
         """Build a randomly initialised model of a named preset (tests, benchmarks)."""
-        torch.manual_seed(seed)
-        config = preset(name)
-        return cls(build_model('camseg', config.to_dict()), name=options.pop('name', name), **options)
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+            torch.manual_seed(seed)
+            model = build_model('camseg', preset(name).to_dict())
+        return cls(model, name=options.pop('name', name), **options)
 
     def set_sampler(self, **changes) -> SamplerConfig:
         """Change sampler settings (num_iter, steps, scheduler, temperature, ensemble, seed).
@@ -98,7 +100,13 @@ class Segmenter:
 
     @torch.inference_mode()
     def segment(self, images):
-        """Segment one HxWx3 uint8 RGB array (-> Segmentation) or a batch (list or NxHxWx3 -> list)."""
+        """Segment one HxWx3 uint8 RGB array (-> Segmentation) or a batch (list or NxHxWx3 -> list).
+
+        With a fixed seed the same input batch gives the same output; an image's result can depend on the
+        other images of its batch, since they share the sampler's random stream.
+        """
+        if self.model is None:
+            raise RuntimeError('this Segmenter was closed; build a new one')
         single = isinstance(images, np.ndarray) and images.ndim == 3
         if isinstance(images, np.ndarray) and images.ndim == 4:
             images = list(images)
@@ -107,7 +115,7 @@ class Segmenter:
             raise ValueError('empty batch: no images given')
         batch = [check_image(im, i, self.max_pixels) for i, im in enumerate(batch)]
         timer = StageTimer(self.profile, self.device)
-        seed = self.sampler.seed if self.sampler.seed is not None else int(torch.seed() % 2**31)
+        seed = self.sampler.seed if self.sampler.seed is not None else secrets.randbits(31)
         generator = torch.Generator(self.device).manual_seed(seed)
         with timer('preprocess'):
             x, placements = letterbox(batch, self.config.image_size, self.device)

@@ -48,6 +48,8 @@ def letterbox(images: list[np.ndarray], size: tuple[int, int], device: torch.dev
         h, w = image.shape[:2]
         scale = min(H / h, W / w)
         ih, iw = max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))
+        if not image.flags.writeable:  # e.g. a zero-copy view of a ROS message buffer
+            image = image.copy()
         x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
         x = x.permute(2, 0, 1)[None].float()  # (1, 3, h, w)
         if (ih, iw) != (h, w):

@@ -96,12 +96,13 @@ def run(args) -> int:
     model = build_stage_model(opts, header)
     torch.manual_seed(args.seed + 1 + env.rank)  # masks and noise differ between ranks
     dataset = open_training_data(args.data)
-    batches, preview = stage_data(opts, model.to(env.device), dataset, args.batch_size, env, args.seed)
+    model.to(env.device)
     meta = {'stage': args.stage, 'model_type': model.model_type, 'model_config': model.config.to_dict(),
             'data': args.data, 'init': str(args.init) if args.init else None}
-    trainer = Trainer(config, env, model, step_module(opts, model), batches, preview, meta)
+    trainer = Trainer(config, env, model, step_module(opts, model), None, None, meta)
     if args.resume:
-        trainer.resume()
+        trainer.resume()  # restore the weights before the data stage uses the model (--cache-latents encodes)
+    trainer.batches, trainer.preview = stage_data(opts, model, dataset, args.batch_size, env, args.seed)
     start = trainer.step
     if env.main:
         print(f'{args.stage}: {len(dataset)} training items, {env.world} process(es) on {env.device}, '

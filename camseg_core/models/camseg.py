@@ -112,8 +112,9 @@ class CamSeg(nn.Module):
             image_tokens = to_tokens(self.autoencoder.encode(images))  # (N, L, C)
         E = sampler.ensemble
         tokens = self.generate(image_tokens.repeat(E, 1, 1), sampler, generator, timer)  # (E*N, L, C)
-        with timer('decode'):
-            maskige = self.autoencoder.decode(from_tokens(tokens, self.grid))  # (E*N, 3, H, W)
+        with timer('decode'), torch.autocast(images.device.type, enabled=False):
+            # fp32 decoding: half-precision VAE decoders can overflow to NaN
+            maskige = self.autoencoder.decode(from_tokens(tokens, self.grid).float())  # (E*N, 3, H, W)
         with timer('postprocess'):
             ids, conf = decode_maskige(maskige)
             return vote(ids.view(E, -1, *ids.shape[1:]), conf.view(E, -1, *conf.shape[1:]))
