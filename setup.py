@@ -56,6 +56,7 @@ setup(
             'segment_node = camseg_ros.node:main',
             'camseg-latency-probe = camseg_ros.latency_probe:main',
             'camseg-bag-eval = camseg_ros.bag_eval:main',
+            'camseg-bag-replay = camseg_ros.bag_replay:main',
         ],
     },
 )

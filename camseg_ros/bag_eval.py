@@ -51,7 +51,7 @@ class BagError(ValueError):
     """A bag that cannot be read: missing or cut-off file, missing topic, unknown message type."""
 
 
-def _stamp_ns(header) -> int:
+def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 10 ** 9 + int(header.stamp.nanosec)
 
 
@@ -146,7 +146,7 @@ def load_stretches(bag: str | Path) -> list[dict] | None:
     return None
 
 
-class _Scorer:
+class Scorer:
     """Pairs predictions with labels by header stamp and accumulates metrics overall and per segment."""
 
     def __init__(self, stretches: list[dict] | None, segment_seconds: float):
@@ -216,7 +216,7 @@ def _image_msg(typestore, header, array: np.ndarray, encoding: str):
                                   data=np.frombuffer(f.data, np.uint8))
 
 
-def _output_topics(image_topic: str) -> dict[str, str]:
+def output_topics(image_topic: str) -> dict[str, str]:
     ns = image_topic.rstrip('/').rsplit('/', 1)[0]
     return {k: f'{ns}/segmentation/{k}' for k in ('mask', 'confidence', 'color')}
 
@@ -250,7 +250,7 @@ def run_bag_eval(segmenter, bag: str | Path, out_dir: str | Path, image_topic: s
     if label_topic:
         allowed[label_topic] = (IMAGE,)
     stretches = load_stretches(bag) if label_topic else None
-    scorer, topics = _Scorer(stretches, segment_seconds), _output_topics(image_topic)
+    scorer, topics = Scorer(stretches, segment_seconds), output_topics(image_topic)
     conns, batch, error, images = {}, [], None, 0
 
     def flush():
@@ -265,7 +265,7 @@ def run_bag_eval(segmenter, bag: str | Path, out_dir: str | Path, image_topic: s
             for key, array, enc in (('mask', res.labels, 'mono8'), ('confidence', res.confidence, '32FC1'),
                                     ('color', colorize(res.labels), 'rgb8')):
                 writer.write(conns[key], log_ns, ts.serialize_cdr(_image_msg(ts, header, array, enc), IMAGE))
-            scorer.add_prediction(_stamp_ns(header), rgb, res, latency)
+            scorer.add_prediction(stamp_ns(header), rgb, res, latency)
         bar.update(len(batch))
         batch.clear()
 
@@ -279,7 +279,7 @@ def run_bag_eval(segmenter, bag: str | Path, out_dir: str | Path, image_topic: s
                         label = image_to_rgb(msg)[:, :, 0] if msg.encoding == 'mono8' else None
                         if label is None:
                             raise ValueError(f'labels must be mono8, got {msg.encoding!r}')
-                        scorer.add_label(_stamp_ns(msg.header), label if label_format == 'trainids'
+                        scorer.add_label(stamp_ns(msg.header), label if label_format == 'trainids'
                                          else label_ids_to_train_ids(label))
                         continue
                     rgb = compressed_to_rgb(msg) if msgtype == COMPRESSED else image_to_rgb(msg)
@@ -293,7 +293,7 @@ def run_bag_eval(segmenter, bag: str | Path, out_dir: str | Path, image_topic: s
             error = err
         if batch:
             flush()
-    summary = _write_report(out, segmenter, scorer, dict(
+    summary = write_report(out, segmenter, scorer, dict(
         path=str(bag), image_topic=image_topic, label_topic=label_topic, label_format=label_format,
         images=images, output_bag=str(out_bag), output_topics=topics,
         grouping='stretches' if stretches is not None else f'windows of {segment_seconds:g} s',
@@ -305,7 +305,7 @@ def run_bag_eval(segmenter, bag: str | Path, out_dir: str | Path, image_topic: s
     return summary
 
 
-def _write_report(out: Path, segmenter, scorer: _Scorer, bag: dict, batch_size: int) -> dict:
+def write_report(out: Path, segmenter, scorer: Scorer, bag: dict, batch_size: int) -> dict:
     results = scorer.results()
     figures = []
     if results:
