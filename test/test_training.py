@@ -132,3 +132,18 @@ def test_two_gloo_processes_stay_in_sync(tmp_path, data):
     tensors = load_file(str(out / state['tensors']))
     assert 'rng.0.cpu' in tensors and 'rng.1.cpu' in tensors
     segment_once(out)
+
+
+def test_resume_with_cached_latents_uses_the_trained_autoencoder(tmp_path, data):
+    vae = tmp_path / 'vae'
+    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '2', '--save-every', '2',
+                  '--sample-every', '0', *FAST]) == 0
+    args = ['segmenter', '--init', str(vae), '--data', data, '--steps', '4', '--save-every', '2',
+            '--sample-every', '0', '--cache-latents', *FAST[2:]]
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    assert train([*args, '--out', str(full)]) == 0
+    assert train([*args, '--out', str(cut), '--stop-after', '3']) == 0
+    assert train([*args, '--out', str(cut), '--resume']) == 0
+    a, b = load_file(str(full / 'model.safetensors')), load_file(str(cut / 'model.safetensors'))
+    # the resumed run re-encodes its cache with the restored autoencoder, so it continues exactly
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith('transformer.'))

@@ -102,7 +102,10 @@ def run(args) -> int:
     trainer = Trainer(config, env, model, step_module(opts, model), None, None, meta)
     if args.resume:
         trainer.resume()  # restore the weights before the data stage uses the model (--cache-latents encodes)
-    trainer.batches, trainer.preview = stage_data(opts, model, dataset, args.batch_size, env, args.seed)
+    cuda = [env.device] if env.device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=cuda):  # building the data (e.g. a DataLoader's seed) leaves the
+        # training random stream alone, so a resumed run continues exactly where the saved state left it
+        trainer.batches, trainer.preview = stage_data(opts, model, dataset, args.batch_size, env, args.seed)
     start = trainer.step
     if env.main:
         print(f'{args.stage}: {len(dataset)} training items, {env.world} process(es) on {env.device}, '
