@@ -34,10 +34,10 @@ from tqdm import tqdm
 from camseg_core.api import Segmenter
 from camseg_core.config import PRESETS
 from camseg_core.evaluation import plots
-from camseg_core.evaluation.metrics import MetricSuite
+from camseg_core.evaluation.metrics import MetricSuite, latency_summary
 from camseg_core.evaluation.report import render_markdown
 from camseg_core.labels import colorize, label_ids_to_train_ids
-from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb
+from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb, stamp_ns
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
@@ -49,10 +49,6 @@ NUM_SAMPLES = 3
 
 class BagError(ValueError):
     """A bag that cannot be read: missing or cut-off file, missing topic, unknown message type."""
-
-
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 10 ** 9 + int(header.stamp.nanosec)
 
 
 def _mcap_file(bag: Path) -> Path | None:
@@ -201,9 +197,7 @@ class Scorer:
         out = {}
         for key, suite in self.suites.items():
             if self.counts[key]:
-                ms = 1000 * np.asarray(self.latency[key])
-                latency = {'median_ms': float(np.median(ms)), 'p95_ms': float(np.percentile(ms, 95)),
-                           'mean_ms': float(ms.mean())}
+                latency = latency_summary(1000 * np.asarray(self.latency[key]))
                 out[key] = {'num_images': self.counts[key], 'metrics': suite.summary(), 'latency': latency}
         return out
 

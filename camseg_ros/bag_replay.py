@@ -27,11 +27,12 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from camseg_core.config import PRESETS
+from camseg_core.evaluation.metrics import latency_summary
 from camseg_core.evaluation.report import render_markdown
-from camseg_ros.bag_eval import (COMPRESSED, IMAGE, NUM_SAMPLES, BagError, output_topics, Scorer,
-                                 stamp_ns, write_report, load_stretches, read_messages)
+from camseg_ros.bag_eval import (COMPRESSED, IMAGE, NUM_SAMPLES, BagError, load_stretches, output_topics,
+                                 read_messages, Scorer, write_report)
 from camseg_ros.diagnostics import COUNTERS
-from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb
+from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb, stamp_ns
 from camseg_ros.latency_probe import NODE_ENV, start_node, stop_node
 
 STARTUP_TIMEOUT_S = 120.0  # for the node to load its model and subscribe
@@ -43,14 +44,6 @@ class NodeSampler:
     """The node's sampler as its diagnostics report it (the report's `sampler` entry)."""
 
     reported: str = 'unknown'
-
-
-def _latency(values_ms) -> dict:
-    arr = np.asarray(values_ms, dtype=np.float64)
-    if not arr.size:
-        return {'count': 0}
-    return {'count': int(arr.size), 'median_ms': float(np.median(arr)),
-            'p95_ms': float(np.percentile(arr, 95)), 'max_ms': float(arr.max()), 'mean_ms': float(arr.mean())}
 
 
 class Replayer:
@@ -289,7 +282,7 @@ def run_replay(args, checkpoint: str | None) -> dict:
     metrics = write_report(out, model, scorer, bag, batch_size=1)
     summary = {
         'bag': bag, 'rate': args.rate, 'input_topic': input_topic, 'node_namespace': namespace,
-        'started_node': proc is not None, **result, 'latency': _latency(latencies),
+        'started_node': proc is not None, **result, 'latency': latency_summary(latencies),
         'node_counters': {k: after[k] - before.get(k, 0) for k in after},
         'metrics': metrics['datasets'], 'segments': metrics['segments'], 'model': metrics['model'],
     }

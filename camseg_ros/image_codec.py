@@ -34,6 +34,11 @@ _OUTPUT_DTYPES = {'mono8': (np.uint8, 1), 'rgb8': (np.uint8, 3), 'bgr8': (np.uin
                   '32FC1': (np.float32, 1)}
 
 
+def stamp_ns(header) -> int:
+    """Return a std_msgs/Header's stamp as integer nanoseconds."""
+    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+
+
 def check_size(height: int, width: int, max_pixels: int | None) -> None:
     """Raise ValueError for a zero or over-limit image size."""
     if height <= 0 or width <= 0:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from camseg_ros.image_codec import stamp_ns
+
 NODE_ENV = {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
 
 
@@ -56,11 +58,6 @@ def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
-
-
-def stamp_ns(stamp) -> int:
-    """builtin_interfaces/Time -> integer nanoseconds."""
-    return stamp.sec * 10**9 + stamp.nanosec
 
 
 def tiny_checkpoint(directory: str | Path) -> str:
@@ -110,7 +107,7 @@ class Probe:
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def _on_mask(self, msg) -> None:
-        self.arrivals[stamp_ns(msg.header.stamp)] = self.node.get_clock().now().nanoseconds
+        self.arrivals[stamp_ns(msg.header)] = self.node.get_clock().now().nanoseconds
 
     def publish(self) -> int:
         """Publish the frame stamped now; returns the stamp in ns."""

@@ -31,7 +31,7 @@ from camseg_core.api import Segmenter
 from camseg_core.labels import IGNORE_INDEX, colorize, labels_as_dicts
 from camseg_ros import params
 from camseg_ros.diagnostics import PipelineStats, to_diagnostic_array
-from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb
+from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb, stamp_ns
 
 OUTPUTS = ('mask', 'confidence', 'color', 'overlay')
 WARN_PERIOD_S = 5.0  # throttle of repeated warnings
@@ -236,7 +236,7 @@ class SegmentNode(LifecycleNode):
         now = self.get_clock().now().nanoseconds
         batch = []  # (camera, header, rgb, stamp ns)
         for camera, (msg, received) in sorted(frames.items()):
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec or received
+            stamp = stamp_ns(msg.header) or received
             age_ms = (now - stamp) / 1e6
             if s.max_frame_age_ms > 0 and age_ms > s.max_frame_age_ms:
                 self.stats.count('dropped_stale')
@@ -256,7 +256,7 @@ class SegmentNode(LifecycleNode):
             results = self._torch.submit(self.seg.segment, [rgb for _, _, rgb, _ in batch]).result()
         except torch.cuda.OutOfMemoryError:
             self.stats.count('dropped_errors', len(batch))
-            torch.cuda.empty_cache()
+            self._torch.submit(torch.cuda.empty_cache).result()
             self._warn('oom', f'CUDA out of memory: dropped {len(batch)} frame(s)')
             return
         except ValueError as e:

@@ -24,7 +24,8 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from camseg_core.labels import labels_as_dicts  # noqa: E402
-from camseg_ros.latency_probe import NODE_ENV, stamp_ns, start_node, stop_node  # noqa: E402
+from camseg_ros.image_codec import stamp_ns  # noqa: E402
+from camseg_ros.latency_probe import NODE_ENV, start_node, stop_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 OUTPUTS = {'mask': 'mono8', 'confidence': '32FC1', 'color': 'rgb8', 'overlay': 'rgb8'}
@@ -55,7 +56,7 @@ class Harness:
 
     def listen(self, topic: str) -> None:
         def record(msg, topic=topic):
-            self.received[topic][stamp_ns(msg.header.stamp)] = (time.time_ns(), msg)
+            self.received[topic][stamp_ns(msg.header)] = (time.time_ns(), msg)
         self.node.create_subscription(Image, topic, record, RELIABLE)
 
     def publish(self, topic: str, msg, stamp: int | None = None) -> int:

@@ -247,3 +247,12 @@ class MetricSuite:
                 },
             },
         }
+
+
+def latency_summary(values_ms) -> dict:
+    """Summarise latencies in milliseconds: count, median, p95, max and mean ({'count': 0} when empty)."""
+    arr = np.asarray(values_ms, dtype=np.float64)
+    if not arr.size:
+        return {'count': 0}
+    return {'count': int(arr.size), 'median_ms': float(np.median(arr)),
+            'p95_ms': float(np.percentile(arr, 95)), 'max_ms': float(arr.max()), 'mean_ms': float(arr.mean())}

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import plots
 from .corruptions import CORRUPTIONS, SEVERITIES
-from .metrics import MetricSuite
+from .metrics import MetricSuite, latency_summary
 
 ACDC_CONDITIONS = ('fog', 'night', 'rain', 'snow')
 
@@ -121,9 +121,7 @@ def _run(segmenter, dataset, limit: int, batch_size: int, desc: str, corruption:
                     samples.append({'image': image, 'pred': out.labels, 'confidence': out.confidence,
                                     'label': label, 'name': name})
             bar.update(len(batch))
-    ms = 1000 * np.asarray(latencies)
-    latency = {'median_ms': float(np.median(ms)), 'p95_ms': float(np.percentile(ms, 95)),
-               'mean_ms': float(ms.mean())} if latencies else {}
+    latency = latency_summary(1000 * np.asarray(latencies))
     return {'num_images': limit, 'metrics': suite.summary(), 'latency': latency, 'samples': samples}
 
 
