@@ -136,6 +136,7 @@ class Segmenter:
             torch.cuda.empty_cache()
 
 
-def load_segmenter(path: str | Path, **options) -> Segmenter:
-    """Shorthand for `Segmenter.from_pretrained`."""
-    return Segmenter.from_pretrained(path, **options)
+def load_segmenter(path: str | Path | None = None, **options) -> Segmenter:
+    """`Segmenter.from_pretrained` of `path`, or of the shipped demo model when `path` is empty."""
+    from .assets import resolve_checkpoint
+    return Segmenter.from_pretrained(resolve_checkpoint(path), **options)

@@ -31,7 +31,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from camseg_core.api import Segmenter
+from camseg_core.api import Segmenter, load_segmenter
 from camseg_core.config import PRESETS
 from camseg_core.evaluation import plots
 from camseg_core.evaluation.metrics import MetricSuite, latency_summary
@@ -44,7 +44,7 @@ COMPRESSED = 'sensor_msgs/msg/CompressedImage'
 STRETCHES_FILE = 'stretches.json'
 STRETCHES_KEY = 'camseg.stretches'
 MAX_PENDING = 512  # images / labels waiting for their partner (by header stamp) before being dropped
-NUM_SAMPLES = 3
+NUM_SAMPLES = 6  # sample strips: the first labelled frame of each stretch or window, at most this many
 
 
 class BagError(ValueError):
@@ -157,6 +157,7 @@ class Scorer:
         if self.stretches is not None:
             hits = [n for n, s in zip(self.names, self.stretches) if s['start_ns'] <= stamp <= s['end_ns']]
             return hits[0] if hits else 'outside stretches'
+        self.t0 = stamp if self.t0 is None else self.t0
         k = (stamp - self.t0) // self.segment_ns
         return f'{k * self.segment_ns / 1e9:g}-{(k + 1) * self.segment_ns / 1e9:g}s'
 
@@ -172,7 +173,7 @@ class Scorer:
     def add_prediction(self, stamp: int, image, out, latency: float) -> None:
         self.t0 = stamp if self.t0 is None else self.t0
         self.latency['all'].append(latency)
-        image = image if len(self.samples) < NUM_SAMPLES else None
+        image = image if self.wants_sample(stamp) else None
         if stamp in self.labels:
             self._score(stamp, image, out, latency, self.labels.pop(stamp))
         else:
@@ -189,9 +190,16 @@ class Scorer:
             self.suites.setdefault(key, MetricSuite()).update(out.labels, label, out.confidence)
             self.counts[key] = self.counts.get(key, 0) + 1
         self.latency.setdefault(name, []).append(latency)  # 'all' counts every image, in add_prediction
-        if image is not None and len(self.samples) < NUM_SAMPLES:
+        if image is not None and self._wants(name):
             self.samples.append({'image': image, 'pred': out.labels, 'confidence': out.confidence,
-                                 'label': label, 'name': str(stamp)})
+                                 'label': label, 'name': name})
+
+    def wants_sample(self, stamp: int) -> bool:
+        """Whether the image at `stamp` may become a sample strip (its group has none yet)."""
+        return self._wants(self.group(stamp))
+
+    def _wants(self, name: str) -> bool:
+        return len(self.samples) < NUM_SAMPLES and all(s['name'] != name for s in self.samples)
 
     def results(self) -> dict:
         out = {}
@@ -339,8 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic')
     p.add_argument('--label-topic', help='mono8 sensor_msgs/Image label topic (enables metrics)')
     p.add_argument('--label-format', default='trainids', choices=['trainids', 'labelids'])
-    model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument('--checkpoint', help='checkpoint directory (config.json + model.safetensors)')
+    model = p.add_mutually_exclusive_group()
+    model.add_argument('--checkpoint', help='checkpoint directory (default: the shipped demo model)')
     model.add_argument('--preset', choices=sorted(PRESETS), help='randomly initialised model (tests)')
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument('--batch-size', type=int, default=4)
@@ -361,8 +369,8 @@ def main(argv=None) -> int:
     sampler = {k: getattr(args, k) for k in ('steps', 'num_iter') if getattr(args, k) is not None}
     try:
         options = dict(device=args.device, precision=args.precision, **sampler)
-        segmenter = (Segmenter.from_pretrained(args.checkpoint, **options) if args.checkpoint
-                     else Segmenter.from_preset(args.preset, **options))
+        segmenter = (Segmenter.from_preset(args.preset, **options) if args.preset
+                     else load_segmenter(args.checkpoint, **options))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     try:

@@ -26,10 +26,11 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from camseg_core.assets import resolve_checkpoint
 from camseg_core.config import PRESETS
 from camseg_core.evaluation.metrics import latency_summary
 from camseg_core.evaluation.report import render_markdown
-from camseg_ros.bag_eval import (COMPRESSED, IMAGE, NUM_SAMPLES, BagError, load_stretches, output_topics,
+from camseg_ros.bag_eval import (COMPRESSED, IMAGE, BagError, load_stretches, output_topics,
                                  read_messages, Scorer, write_report)
 from camseg_ros.diagnostics import COUNTERS
 from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb, stamp_ns
@@ -171,7 +172,7 @@ def replay(rep: Replayer, bag: str | Path, image_topic: str, label_topic: str | 
                 if stamp in sent:
                     duplicates += 1  # answers could not be told apart
                     continue
-                sample = len(sent) < NUM_SAMPLES
+                sample = scorer.wants_sample(stamp)
                 rgb = (compressed_to_rgb(msg) if msgtype == COMPRESSED
                        else image_to_rgb(msg) if sample else None)
                 ros_msg = _to_ros_image(msg, msgtype, rgb)
@@ -259,7 +260,8 @@ def run_replay(args, checkpoint: str | None) -> dict:
         before = _counters(rep.diagnostics[1] if rep.diagnostics else None)
         result = replay(rep, args.bag, args.image_topic, args.label_topic, args.rate, args.timeout, scorer,
                         recorder)
-        rep.spin_until(lambda: rep.diagnostics is not None and rep.diagnostics[0] > time.time_ns(), 1.5)
+        replayed = time.time_ns()  # counters computed after this cover every frame we sent (1 Hz diagnostics)
+        rep.spin_until(lambda: rep.diagnostics is not None and rep.diagnostics[0] > replayed, 3.0)
         diag = rep.diagnostics[1] if rep.diagnostics else {}
         after = _counters(diag)
     finally:
@@ -323,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--node-name', default='camseg', help='node name (for its /diagnostics)')
     p.add_argument('--start-node', action='store_true', help='start segment_node here and stop it at the end')
     model = p.add_mutually_exclusive_group()
-    model.add_argument('--checkpoint', help='with --start-node: checkpoint directory')
+    model.add_argument('--checkpoint', help='with --start-node: checkpoint directory (default: demo model)')
     model.add_argument('--preset', choices=sorted(PRESETS), help='with --start-node: random model (tests)')
     p.add_argument('--steps', type=int, help='with --start-node: diffusion steps per token')
     p.add_argument('--device', default='auto', help='with --start-node: auto, cpu, cuda or cuda:N')
@@ -342,15 +344,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.timeout <= 0 or args.segment_seconds <= 0:
         parser.error('--rate, --timeout and --segment-seconds must be > 0')
-    if args.start_node != bool(args.checkpoint or args.preset):
-        parser.error('--start-node needs --checkpoint or --preset, and they need --start-node')
+    if not args.start_node and (args.checkpoint or args.preset):
+        parser.error('--checkpoint and --preset need --start-node')
     try:
         import rclpy  # noqa: F401
     except ImportError:
         parser.error('rclpy (ROS 2) is not installed')
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            checkpoint = args.checkpoint
+            checkpoint = None
+            if args.start_node and not args.preset:
+                checkpoint = str(resolve_checkpoint(args.checkpoint))
             if args.preset:
                 from camseg_core.api import Segmenter
                 from camseg_core.checkpoint import save_pretrained

@@ -200,9 +200,9 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
     return report
 
 
-def main(argv=None) -> int:
-    """Command line entry point (`camseg-latency-probe`)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the command-line flags."""
+    parser = argparse.ArgumentParser(prog='camseg-latency-probe', description=__doc__.splitlines()[0])
     parser.add_argument('--checkpoint', help='checkpoint directory (default: a random tiny model)')
     parser.add_argument('--width', type=int, default=1280)
     parser.add_argument('--height', type=int, default=720)
@@ -212,7 +212,12 @@ def main(argv=None) -> int:
     parser.add_argument('--duration', type=float, default=20.0, help='seconds of overload')
     parser.add_argument('--domain-id', type=int, help='ROS domain (default: random in 150..230)')
     parser.add_argument('--json', help='also write the figures to this JSON file')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Command line entry point (`camseg-latency-probe`)."""
+    args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or tiny_checkpoint(tmp)
         report = measure(args, checkpoint, Path(tmp) / 'segment_node.log')

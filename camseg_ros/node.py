@@ -28,6 +28,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from camseg_core.api import Segmenter
+from camseg_core.assets import resolve_checkpoint
 from camseg_core.labels import IGNORE_INDEX, colorize, labels_as_dicts
 from camseg_ros import params
 from camseg_ros.diagnostics import PipelineStats, to_diagnostic_array
@@ -47,19 +48,6 @@ def input_qos(name: str) -> QoSProfile:
     if name == 'reliable':
         return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
     return qos_profile_system_default
-
-
-def resolve_checkpoint(path: str) -> str:
-    """Return the checkpoint directory to load; '' means the installed demo model, if there is one."""
-    if path:
-        return path
-    try:
-        from camseg_core.assets import demo_checkpoint
-    except ImportError:
-        raise ValueError('parameter checkpoint is empty and no demo model is installed '
-                         '(camseg_core.assets.demo_checkpoint is missing); '
-                         'pass -p checkpoint:=/path/to/checkpoint_dir') from None
-    return str(demo_checkpoint())
 
 
 def topic(camera: str, name: str) -> str:

@@ -23,6 +23,10 @@ def test_config_round_trip_and_errors():
         BaselineConfig(image_size=(30, 64), widths=(16, 32, 64)).validate()
     with pytest.raises(ValueError, match='norm_num_groups'):
         BaselineConfig(widths=(10, 20)).validate()
+    with pytest.raises(ValueError, match='multiples of the stride 8'):
+        BaselineConfig(image_size=(36, 64), widths=(16, 32), stem_stride=4).validate()
+    with pytest.raises(ValueError, match='stem_stride'):
+        BaselineConfig(widths=(16, 32), stem_stride=0).validate()
     with pytest.raises(ValueError, match='unknown baseline preset'):
         baseline_preset('huge')
 
@@ -34,6 +38,15 @@ def test_predict_contract():
     assert ids.dtype == torch.uint8 and conf.dtype == torch.float32
     assert int(ids.max()) < NUM_CLASSES
     assert float(conf.min()) >= 1.0 / NUM_CLASSES - 1e-6 and float(conf.max()) <= 1.0
+
+
+def test_strided_stem_predicts_at_full_resolution():
+    torch.manual_seed(0)
+    model = PixelClassifier(BaselineConfig(image_size=(32, 64), widths=(16, 32), stem_stride=4)).eval()
+    assert model(torch.zeros(1, 3, 32, 64)).shape == (1, NUM_CLASSES, 32, 64)
+    ids, conf = model.predict(torch.rand(2, 3, 32, 64) * 2 - 1)
+    assert ids.shape == conf.shape == (2, 32, 64)
+    assert baseline_preset('tiny').stride == 32
 
 
 def test_loss_ignores_255():

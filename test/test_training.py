@@ -59,6 +59,8 @@ def test_vae_then_segmenter(tmp_path, data):
 
     assert train(['segmenter', '--init', str(vae), '--data', data, '--out', str(seg), '--steps', '2',
                   '--save-every', '2', '--sample-every', '2', '--cache-latents', *FAST[2:]]) == 0
+    scale = json.loads((seg / 'config.json').read_text())['config']['autoencoder']['scaling_factor']
+    assert scale != config.autoencoder.scaling_factor  # calibrated to the trained autoencoder's latents
     after = Segmenter.from_pretrained(seg, device='cpu').model.state_dict()
     assert all(torch.equal(after[k], state[k]) for k in state if k.startswith('autoencoder.'))  # frozen
     assert any(not torch.equal(after[k], state[k]) for k in state if k.startswith('transformer.'))
@@ -139,7 +141,7 @@ def test_resume_with_cached_latents_uses_the_trained_autoencoder(tmp_path, data)
     assert train(['vae', '--data', data, '--out', str(vae), '--steps', '2', '--save-every', '2',
                   '--sample-every', '0', *FAST]) == 0
     args = ['segmenter', '--init', str(vae), '--data', data, '--steps', '4', '--save-every', '2',
-            '--sample-every', '0', '--cache-latents', *FAST[2:]]
+            '--sample-every', '0', '--cache-latents', '--cache-copies', '1', *FAST[2:]]
     full, cut = tmp_path / 'full', tmp_path / 'cut'
     assert train([*args, '--out', str(full)]) == 0
     assert train([*args, '--out', str(cut), '--stop-after', '3']) == 0
@@ -147,3 +149,42 @@ def test_resume_with_cached_latents_uses_the_trained_autoencoder(tmp_path, data)
     a, b = load_file(str(full / 'model.safetensors')), load_file(str(cut / 'model.safetensors'))
     # the resumed run re-encodes its cache with the restored autoencoder, so it continues exactly
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith('transformer.'))
+
+
+def test_cache_copies_adds_seeded_augmented_items(data):
+    from camseg_core.training.data import open_training_data
+    from camseg_core.training.stages import encode_dataset
+    dataset = open_training_data([data])
+    config = preset('tiny')
+    config.image_size = (32, 64)
+    torch.manual_seed(0)
+    model = build_model('camseg', config.to_dict()).eval()
+    n, cpu = len(dataset), torch.device('cpu')
+    a = encode_dataset(model, dataset, 4, cpu, False, copies=2, seed=3)
+    b = encode_dataset(model, dataset, 4, cpu, False, copies=2, seed=3)
+    plain = encode_dataset(model, dataset, 4, cpu, False)
+    assert len(a) == 3 * n and len(plain) == n
+    assert torch.equal(a.image_tokens, b.image_tokens) and torch.equal(a.mask_tokens, b.mask_tokens)
+    assert torch.equal(a.image_tokens[:n], plain.image_tokens)  # the letterboxed items come first
+    for k in (1, 2):  # then each augmented copy, different from the plain items and from each other
+        assert not torch.allclose(a.image_tokens[k * n:(k + 1) * n], plain.image_tokens)
+    assert not torch.allclose(a.image_tokens[n:2 * n], a.image_tokens[2 * n:])
+
+
+def test_latent_scale_calibration_gives_unit_variance_mask_tokens(data):
+    from camseg_core.labels import encode_maskige
+    from camseg_core.training.data import PairData, open_training_data
+    from camseg_core.training.stages import calibrate_latent_scale
+    dataset = open_training_data([data])
+    config = preset('tiny')
+    config.image_size = (32, 64)
+    torch.manual_seed(0)
+    model = build_model('camseg', config.to_dict()).eval()
+    scale = calibrate_latent_scale(model, dataset, torch.device('cpu'))
+    assert scale == model.config.autoencoder.scaling_factor == model.autoencoder.vae.config.scaling_factor
+    labels = torch.stack([PairData(dataset, (32, 64), False, 0)[i]['label'] for i in range(len(dataset))])
+    with torch.no_grad():
+        std = model.autoencoder.encode(encode_maskige(labels)).std().item()
+    assert abs(std - 1.0) < 1e-3
+    with pytest.raises(ValueError, match='scaling_factor'):
+        model.autoencoder.set_scaling_factor(0.0)

@@ -20,7 +20,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the command-line flags."""
     parser = argparse.ArgumentParser(prog='camseg-bench', description=__doc__)
     model = parser.add_mutually_exclusive_group()
     model.add_argument('--preset', choices=sorted(PRESETS), default='tiny',
@@ -38,6 +39,12 @@ def main(argv=None) -> int:
     parser.add_argument('--warmup', type=int, default=2, help='untimed calls per setting')
     parser.add_argument('--json', type=Path, default=Path('bench.json'),
                         help='where to write the JSON report')
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of camseg-bench."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         parser.error('--batch-size and --iters must be >= 1, --warmup >= 0')

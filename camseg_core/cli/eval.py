@@ -25,8 +25,8 @@ def _int_list(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     p = argparse.ArgumentParser(prog='camseg-eval', description=__doc__.strip().split('\n')[0])
-    p.add_argument('--checkpoint', required=True,
-                   help='checkpoint directory (config.json + model.safetensors)')
+    p.add_argument('--checkpoint', help='checkpoint directory (config.json + model.safetensors); '
+                                        'default: the shipped demo model')
     p.add_argument('--data', action='append', required=True,
                    help='dataset spec, repeatable: cityscapes:ROOT:SPLIT, acdc:ROOT:CONDITION:SPLIT, or '
                         'generated:ROOT (every Cityscapes val and ACDC <condition> val under ROOT)')

@@ -77,8 +77,8 @@ def write_dataset(root: Path, num: int, split: str, seed: int, size: tuple[int, 
             _write(root / 'rgb_anon' / cond / f'{split}_ref' / seq / f'{name}_rgb_ref_anon.png', scene.image)
 
 
-def main(argv=None) -> int:
-    """Entry point of camseg-synth."""
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the command-line flags."""
     p = argparse.ArgumentParser(prog='camseg-synth', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', type=Path, help='dataset root to write (Cityscapes + ACDC layouts)')
@@ -93,6 +93,12 @@ def main(argv=None) -> int:
                    help='bag frames (a multiple of 4: clear/fog/snow/night)')
     p.add_argument('--fps', type=float, default=10.0, help='bag frame rate')
     p.add_argument('--storage', default='mcap', choices=sorted(STORAGES), help='bag storage plugin')
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of camseg-synth."""
+    p = build_parser()
     args = p.parse_args(argv)
     if args.out is None and args.bag is None:
         p.error('give --out ROOT and/or --bag PATH')

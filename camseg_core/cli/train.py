@@ -18,12 +18,13 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import read_config
 from ..training import state as st
 from ..training.data import open_training_data
 from ..training.loop import (SCHEDULES, NonFiniteLoss, Trainer, TrainConfig, setup_distributed,
                              teardown_distributed)
-from ..training.stages import DEFAULT_LR, STAGES, StageOptions, build_stage_model, check_preset, stage_data, \
-    step_module
+from ..training.stages import (DEFAULT_LR, STAGES, StageOptions, build_stage_model, calibrate_latent_scale,
+                               check_preset, stage_data, step_module)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-augment', action='store_true', help='letterbox samples instead of random scale/crop')
     p.add_argument('--cache-latents', action='store_true',
                    help='segmenter: encode the data once (no augmentation) and keep the tokens in memory')
+    p.add_argument('--cache-copies', type=int, default=0,
+                   help='with --cache-latents: also cache this many augmented copies of every item '
+                        '(random scale/crop/flip, photometric and weather augmentation)')
     p.add_argument('--kl-weight', type=float, default=1e-6, help='vae: weight of the KL term')
     p.add_argument('--save-every', type=int, default=500, help='checkpoint interval in steps')
     p.add_argument('--log-every', type=int, default=10, help='TensorBoard scalar interval')
@@ -75,7 +79,7 @@ def run(args) -> int:
     env = setup_distributed(args.device)
     opts = StageOptions(stage=args.stage, preset=args.preset, image_size=args.image_size, init=args.init,
                         augment=not args.no_augment, cache_latents=args.cache_latents,
-                        kl_weight=args.kl_weight, workers=args.workers)
+                        cache_copies=args.cache_copies, kl_weight=args.kl_weight, workers=args.workers)
     config = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr if args.lr is not None else DEFAULT_LR[args.stage],
                          weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule,
@@ -97,6 +101,10 @@ def run(args) -> int:
     torch.manual_seed(args.seed + 1 + env.rank)  # masks and noise differ between ranks
     dataset = open_training_data(args.data)
     model.to(env.device)
+    if args.stage == 'segmenter' and header is None and read_config(args.init)[1].get('meta', {}).get('stage') == 'vae':
+        scale = calibrate_latent_scale(model, dataset, env.device)
+        if env.main:
+            print(f'segmenter: latent scale set to {scale:.4f} (1 / std of the mask latents)', flush=True)
     meta = {'stage': args.stage, 'model_type': model.model_type, 'model_config': model.config.to_dict(),
             'data': args.data, 'init': str(args.init) if args.init else None}
     trainer = Trainer(config, env, model, step_module(opts, model), None, None, meta)

@@ -100,15 +100,16 @@ def plot_robustness(results: dict[str, dict[int, float]], clean: float, path: st
 
 
 def plot_samples(samples: list[dict], path: str | Path) -> Path:
-    """Draw rows of input / prediction / confidence / ground truth (sample dicts as `report` builds)."""
+    """Draw rows of input / prediction over the input / confidence / ground truth (dicts as `report` has)."""
     if not samples:
         raise ValueError('plot_samples needs at least one sample')
-    columns = ('input', 'prediction', 'confidence', 'ground truth')
+    columns = ('input', 'prediction (overlay)', 'confidence', 'ground truth')
     h, w = samples[0]['image'].shape[:2]
     size = (4 * 3.2, len(samples) * 3.2 * h / w + 0.6)
     fig, axes = plt.subplots(len(samples), 4, figsize=size, squeeze=False)
     for r, s in enumerate(samples):
-        panels = (s['image'], colorize(s['pred']), s['confidence'], colorize(s['label']))
+        overlay = (0.4 * s['image'] + 0.6 * colorize(s['pred'])).astype(np.uint8)
+        panels = (s['image'], overlay, s['confidence'], colorize(s['label']))
         for c, panel in enumerate(panels):
             ax = axes[r, c]
             extra = {'cmap': 'magma', 'vmin': 0.0, 'vmax': 1.0} if c == 2 else {}

@@ -33,6 +33,13 @@ class KLAutoencoder(nn.Module):
     def scaling_factor(self) -> float:
         return self.vae.config.scaling_factor
 
+    def set_scaling_factor(self, value: float) -> None:
+        """Change the latent scale (kept in the config, so checkpoints store it)."""
+        if not value > 0:
+            raise ValueError(f'scaling_factor must be > 0, got {value}')
+        self.config.scaling_factor = float(value)
+        self.vae.register_to_config(scaling_factor=float(value))
+
     def encode(self, images: torch.Tensor, sample: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Images (N, 3, H, W) in [-1, 1] -> scaled latents (N, C, H/s, W/s).

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..checkpoint import CheckpointError, build_model, load_pretrained, read_config
@@ -35,6 +35,7 @@ class StageOptions:
     init: Path | None = None  # starting checkpoint: required for 'segmenter', optional fine-tuning otherwise
     augment: bool = True  # random scale/crop/flip/weather; False letterboxes every sample
     cache_latents: bool = False  # segmenter: encode the data once (no augmentation), keep tokens in memory
+    cache_copies: int = 0  # with cache_latents: also cache this many augmented copies of every item
     kl_weight: float = 1e-6  # vae only: weight of the KL term
     workers: int = 2  # DataLoader worker processes
 
@@ -146,10 +147,35 @@ def step_module(opts: StageOptions, model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: torch.device,
-                   progress: bool) -> CachedTokens:
-    """Letterbox every item and encode it once with the frozen autoencoder -> tokens on the CPU."""
+def calibrate_latent_scale(model: CamSeg, dataset: Dataset, device: torch.device, items: int = 64) -> float:
+    """Set the autoencoder's latent scale to 1 / std of the mask latents of the first `items` items.
+
+    The head diffuses mask tokens on a schedule made for unit-variance data; an autoencoder trained here has
+    its own latent spread, so the segmenter stage rescales before it starts (as latent diffusion does).
+    Deterministic (letterboxed items, posterior modes), so every rank computes the same value.
+    """
     data = PairData(dataset, model.config.image_size, augment=False, seed=0)
+    labels = torch.stack([data[i]['label'] for i in range(min(items, len(data)))]).to(device)
+    ae = model.autoencoder
+    ae.set_scaling_factor(1.0)
+    latents = torch.cat([ae.encode(encode_maskige(labels[i:i + 16])) for i in range(0, len(labels), 16)])
+    ae.set_scaling_factor(1.0 / float(latents.float().std().clamp_min(1e-6)))
+    return ae.scaling_factor
+
+
+@torch.no_grad()
+def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: torch.device,
+                   progress: bool, copies: int = 0, seed: int = 0) -> CachedTokens:
+    """Encode every item with the frozen autoencoder -> tokens on the CPU.
+
+    The cache holds each item letterboxed, then `copies` augmented versions of it (random scale, crop, flip,
+    photometric and weather augmentation, seeded from (seed, copy, index) so a resumed run rebuilds the same
+    cache).
+    """
+    size, n = model.config.image_size, len(dataset)
+    plain = PairData(dataset, size, augment=False, seed=seed)
+    data = plain if copies <= 0 else ConcatDataset(
+        [plain, Subset(PairData(dataset, size, augment=True, seed=seed), range(n, (copies + 1) * n))])
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     images, masks = [], []
     for batch in tqdm(loader, desc='encode latents', disable=not progress):
@@ -218,7 +244,9 @@ def stage_data(opts: StageOptions, model: nn.Module, dataset: Dataset, batch_siz
     if opts.cache_latents:
         if opts.stage != 'segmenter':
             raise ValueError('--cache-latents only applies to the segmenter stage')
-        cached = encode_dataset(model, dataset, batch_size, env.device, env.main)
+        if opts.cache_copies < 0:
+            raise ValueError(f'--cache-copies must be >= 0, got {opts.cache_copies}')
+        cached = encode_dataset(model, dataset, batch_size, env.device, env.main, opts.cache_copies, seed)
         return make_batches(opts, cached, batch_size, env.rank, env.world, seed, cached=True), preview
     data = PairData(dataset, size, opts.augment, seed)
     return make_batches(opts, data, batch_size, env.rank, env.world, seed), preview
