@@ -19,9 +19,11 @@ from camseg_core.checkpoint import build_model
 from camseg_core.cli.synth import main as synth
 from camseg_core.cli.train import main as train
 from camseg_core.models.baseline import PixelClassifier, baseline_preset
+from camseg_core.labels import encode_maskige
 from camseg_core.training import TrainConfig, Trainer
+from camseg_core.training.data import PairData, open_training_data
 from camseg_core.training.loop import Dist
-from camseg_core.training.stages import BaselineStep
+from camseg_core.training.stages import BaselineStep, calibrate_latent_scale, encode_dataset
 
 FAST = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1']
 
@@ -151,14 +153,17 @@ def test_resume_with_cached_latents_uses_the_trained_autoencoder(tmp_path, data)
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith('transformer.'))
 
 
-def test_cache_copies_adds_seeded_augmented_items(data):
-    from camseg_core.training.data import open_training_data
-    from camseg_core.training.stages import encode_dataset
-    dataset = open_training_data([data])
+@pytest.fixture
+def model_and_data(data):
+    """Return a random tiny CAM-Seg at 32x64 and the generated training items."""
     config = preset('tiny')
     config.image_size = (32, 64)
     torch.manual_seed(0)
-    model = build_model('camseg', config.to_dict()).eval()
+    return build_model('camseg', config.to_dict()).eval(), open_training_data([data])
+
+
+def test_cache_copies_adds_seeded_augmented_items(model_and_data):
+    model, dataset = model_and_data
     n, cpu = len(dataset), torch.device('cpu')
     a = encode_dataset(model, dataset, 4, cpu, False, copies=2, seed=3)
     b = encode_dataset(model, dataset, 4, cpu, False, copies=2, seed=3)
@@ -171,15 +176,8 @@ def test_cache_copies_adds_seeded_augmented_items(data):
     assert not torch.allclose(a.image_tokens[n:2 * n], a.image_tokens[2 * n:])
 
 
-def test_latent_scale_calibration_gives_unit_variance_mask_tokens(data):
-    from camseg_core.labels import encode_maskige
-    from camseg_core.training.data import PairData, open_training_data
-    from camseg_core.training.stages import calibrate_latent_scale
-    dataset = open_training_data([data])
-    config = preset('tiny')
-    config.image_size = (32, 64)
-    torch.manual_seed(0)
-    model = build_model('camseg', config.to_dict()).eval()
+def test_latent_scale_calibration_gives_unit_variance_mask_tokens(model_and_data):
+    model, dataset = model_and_data
     scale = calibrate_latent_scale(model, dataset, torch.device('cpu'))
     assert scale == model.config.autoencoder.scaling_factor == model.autoencoder.vae.config.scaling_factor
     labels = torch.stack([PairData(dataset, (32, 64), False, 0)[i]['label'] for i in range(len(dataset))])

@@ -101,7 +101,8 @@ def run(args) -> int:
     torch.manual_seed(args.seed + 1 + env.rank)  # masks and noise differ between ranks
     dataset = open_training_data(args.data)
     model.to(env.device)
-    if args.stage == 'segmenter' and header is None and read_config(args.init)[1].get('meta', {}).get('stage') == 'vae':
+    fresh_segmenter = args.stage == 'segmenter' and header is None
+    if fresh_segmenter and read_config(args.init)[1].get('meta', {}).get('stage') == 'vae':
         scale = calibrate_latent_scale(model, dataset, env.device)
         if env.main:
             print(f'segmenter: latent scale set to {scale:.4f} (1 / std of the mask latents)', flush=True)

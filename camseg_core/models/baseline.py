@@ -34,6 +34,8 @@ class BaselineConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent field."""
+        if not isinstance(self.stem_stride, int) or self.stem_stride < 1:
+            raise ValueError(f'stem_stride must be >= 1, got {self.stem_stride}')
         if len(self.image_size) != 2 or any(not isinstance(v, int) or v <= 0 or v % self.stride
                                             for v in self.image_size):
             raise ValueError(f'image_size {tuple(self.image_size)} must be two positive multiples of the '
@@ -41,8 +43,6 @@ class BaselineConfig:
         if not 1 <= len(self.widths) <= 6 or any(w <= 0 or w % self.norm_num_groups for w in self.widths):
             raise ValueError(f'widths {tuple(self.widths)} must be 1..6 positive multiples of '
                              f'norm_num_groups={self.norm_num_groups}')
-        if self.stem_stride < 1:
-            raise ValueError(f'stem_stride must be >= 1, got {self.stem_stride}')
         if self.convs_per_level < 1:
             raise ValueError(f'convs_per_level must be >= 1, got {self.convs_per_level}')
 
