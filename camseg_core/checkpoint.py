@@ -113,15 +113,20 @@ def load_pretrained(path: str | Path) -> tuple[nn.Module, dict]:
         model = build_model(header.get('model_type', 'camseg'), header['config'])
     except (ValueError, TypeError) as e:
         raise CheckpointError(f'{path / CONFIG_NAME}: invalid model config ({e})') from None
+    state = read_weights(path)
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        raise CheckpointError(f'{path / WEIGHTS_NAME}: weights do not match {CONFIG_NAME}: {problem}')
+    model.load_state_dict(state)
+    return model.eval(), header
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read the tensors of checkpoint directory `path` (CPU); CheckpointError if missing or unreadable."""
     weights = path / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f'{weights}: missing')
     try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f'{weights}: unreadable or truncated safetensors file ({e})') from None
-    problem = state_dict_mismatch(model.state_dict(), state)
-    if problem:
-        raise CheckpointError(f'{weights}: weights do not match {CONFIG_NAME}: {problem}')
-    model.load_state_dict(state)
-    return model.eval(), header

@@ -107,13 +107,13 @@ def test_evaluate_rejects_bad_input(tmp_path, tiny_segmenter):
 
 def test_expand_generated(tmp_path):
     (tmp_path / 'cityscapes' / 'leftImg8bit' / 'val').mkdir(parents=True)
-    for cond in ('fog', 'night'):
+    for cond in ('fog', 'fog_beta0.02', 'night'):
         (tmp_path / 'acdc' / 'rgb_anon' / cond / 'val').mkdir(parents=True)
     (tmp_path / 'acdc' / 'rgb_anon' / 'snow' / 'train').mkdir(parents=True)  # no val split: left out
     pairs = expand_data_spec(f'generated:{tmp_path}')
     acdc = tmp_path / 'acdc'
-    assert pairs == [('fog', f'acdc:{acdc}:fog:val'), ('night', f'acdc:{acdc}:night:val'),
-                     ('clear', f'cityscapes:{tmp_path / "cityscapes"}:val')]
+    assert pairs == [('fog', f'acdc:{acdc}:fog:val'), ('fog_beta0.02', f'acdc:{acdc}:fog_beta0.02:val'),
+                     ('night', f'acdc:{acdc}:night:val'), ('clear', f'cityscapes:{tmp_path / "cityscapes"}:val')]
     assert expand_data_spec('acdc:/d/x:rain:val') == [('acdc:rain:val', 'acdc:/d/x:rain:val')]
     with pytest.raises(FileNotFoundError, match='found no Cityscapes'):
         expand_data_spec(f'generated:{tmp_path / "acdc" / "rgb_anon" / "snow"}')

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from camseg_core import Segmenter, load_pretrained, preset
-from camseg_core.checkpoint import build_model
+from camseg_core.checkpoint import CheckpointError, build_model, save_pretrained
 from camseg_core.cli.synth import main as synth
 from camseg_core.cli.train import main as train
 from camseg_core.models.baseline import PixelClassifier, baseline_preset
@@ -23,7 +23,8 @@ from camseg_core.labels import encode_maskige
 from camseg_core.training import TrainConfig, Trainer
 from camseg_core.training.data import PairData, open_training_data
 from camseg_core.training.loop import Dist
-from camseg_core.training.stages import BaselineStep, calibrate_latent_scale, encode_dataset
+from camseg_core.training.stages import (BaselineStep, StageOptions, build_stage_model, calibrate_latent_scale,
+                                        encode_dataset)
 
 FAST = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1']
 
@@ -186,3 +187,23 @@ def test_latent_scale_calibration_gives_unit_variance_mask_tokens(model_and_data
     assert abs(std - 1.0) < 1e-3
     with pytest.raises(ValueError, match='scaling_factor'):
         model.autoencoder.set_scaling_factor(0.0)
+
+
+def test_segmenter_takes_only_the_autoencoder_from_a_vae_run(tmp_path):
+    config = preset('tiny')
+    config.image_size = (32, 64)
+    torch.manual_seed(0)
+    for stage in ('vae', 'segmenter'):
+        save_pretrained(build_model('camseg', config.to_dict()), tmp_path / stage, meta={'stage': stage})
+        weights = tmp_path / stage / 'model.safetensors'
+        # only the autoencoder is kept: a vae run's transformer and head are never trained, so the segmenter
+        # must not depend on them (an older transformer layout in a vae run must still initialise a segmenter)
+        save_file({k: v for k, v in load_file(weights).items() if k.startswith('autoencoder.')}, weights)
+    kept = load_file(tmp_path / 'vae' / 'model.safetensors')
+    model = build_stage_model(StageOptions('segmenter', init=tmp_path / 'vae', image_size=(64, 128)))
+    assert model.config.image_size == (64, 128) and model.grid == (8, 16)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in kept.items())
+    assert not any(p.requires_grad for p in model.autoencoder.parameters())
+    assert all(p.requires_grad for p in model.transformer.parameters())
+    with pytest.raises(CheckpointError, match='missing'):  # a segmenter checkpoint is still loaded whole
+        build_stage_model(StageOptions('segmenter', init=tmp_path / 'segmenter'))

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import read_config
 from ..training import state as st
 from ..training.data import open_training_data
 from ..training.loop import (SCHEDULES, NonFiniteLoss, Trainer, TrainConfig, setup_distributed,
                              teardown_distributed)
 from ..training.stages import (DEFAULT_LR, STAGES, StageOptions, build_stage_model, calibrate_latent_scale,
-                               check_preset, stage_data, step_module)
+                               check_preset, init_stage, stage_data, step_module)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -101,8 +100,7 @@ def run(args) -> int:
     torch.manual_seed(args.seed + 1 + env.rank)  # masks and noise differ between ranks
     dataset = open_training_data(args.data)
     model.to(env.device)
-    fresh_segmenter = args.stage == 'segmenter' and header is None
-    if fresh_segmenter and read_config(args.init)[1].get('meta', {}).get('stage') == 'vae':
+    if args.stage == 'segmenter' and header is None and init_stage(args.init) == 'vae':
         scale = calibrate_latent_scale(model, dataset, env.device)
         if env.main:
             print(f'segmenter: latent scale set to {scale:.4f} (1 / std of the mask latents)', flush=True)

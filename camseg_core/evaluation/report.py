@@ -19,11 +19,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..data.datasets import list_conditions
 from . import plots
 from .corruptions import CORRUPTIONS, SEVERITIES
 from .metrics import MetricSuite, latency_summary
-
-ACDC_CONDITIONS = ('fog', 'night', 'rain', 'snow')
 
 
 def _slug(name: str) -> str:
@@ -44,7 +43,8 @@ def expand_data_spec(spec: str) -> list[tuple[str, str]]:
     Turn one --data SPEC into (subset name, open_dataset spec) pairs.
 
     `generated:ROOT` stands for every Cityscapes `val` split (named 'clear') and every ACDC condition
-    `val` split (named after the condition) found in ROOT or up to two directory levels below it.
+    `val` split (named after its folder: fog, fog_beta0.02, night, ...) found in ROOT or up to two directory
+    levels below it.
     Other specs are passed through, named after the spec without its root directory.
     """
     kind, _, rest = spec.partition(':')
@@ -58,7 +58,8 @@ def expand_data_spec(spec: str) -> list[tuple[str, str]]:
     for d in _find_dirs(root):
         if (d / 'leftImg8bit' / 'val').is_dir():
             pairs.append(('clear', f'cityscapes:{d}:val'))
-        pairs += [(c, f'acdc:{d}:{c}:val') for c in ACDC_CONDITIONS if (d / 'rgb_anon' / c / 'val').is_dir()]
+        if (d / 'rgb_anon').is_dir():
+            pairs += [(c, f'acdc:{d}:{c}:val') for c in list_conditions(d, 'val')]
     if not pairs:
         raise FileNotFoundError(f'--data {spec}: found no Cityscapes leftImg8bit/val nor ACDC '
                                 f'rgb_anon/<condition>/val in {root} or two levels below it')

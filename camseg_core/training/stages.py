@@ -14,7 +14,8 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..checkpoint import CheckpointError, build_model, load_pretrained, read_config
+from ..checkpoint import (CheckpointError, build_model, load_pretrained, read_config, read_weights,
+                          state_dict_mismatch)
 from ..config import PRESETS, SamplerConfig, preset
 from ..labels import colorize, decode_maskige, encode_maskige
 from ..models.baseline import BASELINE_PRESETS, baseline_preset
@@ -95,6 +96,25 @@ def _load_init(path: Path, model_type: str, image_size) -> nn.Module:
     return model
 
 
+def init_stage(path: Path) -> str | None:
+    """The training stage that wrote checkpoint `path` ('vae', 'segmenter', ...), None if it does not say."""
+    return read_config(path)[1].get('meta', {}).get('stage')
+
+
+def _autoencoder_from(path: Path, image_size) -> CamSeg:
+    """A fresh CAM-Seg that takes only the autoencoder from a 'vae' run (that stage never trains the rest)."""
+    path, header = read_config(path)
+    config = dict(header['config'], image_size=tuple(image_size)) if image_size else header['config']
+    model = build_model('camseg', config)
+    state = {k: v for k, v in read_weights(path).items() if k.startswith('autoencoder.')}
+    problem = state_dict_mismatch({k: v for k, v in model.state_dict().items() if k.startswith('autoencoder.')},
+                                  state)
+    if problem:
+        raise CheckpointError(f'{path}: the autoencoder weights do not match its config: {problem}')
+    model.load_state_dict(state, strict=False)
+    return model
+
+
 def freeze(stage: str, model: nn.Module) -> nn.Module:
     """Freeze what `stage` does not train: the autoencoder for 'segmenter', transformer and head for 'vae'."""
     if stage == 'segmenter':
@@ -122,6 +142,8 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
     if opts.stage == 'segmenter':
         if opts.init is None:
             raise ValueError('the segmenter stage needs --init DIR: the checkpoint written by the vae stage')
+        if init_stage(opts.init) == 'vae':
+            return freeze('segmenter', _autoencoder_from(opts.init, opts.image_size))
         return freeze('segmenter', _load_init(opts.init, 'camseg', opts.image_size))
     if opts.init is not None:
         model = _load_init(opts.init, 'camseg', opts.image_size)
