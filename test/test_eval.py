@@ -113,7 +113,8 @@ def test_expand_generated(tmp_path):
     pairs = expand_data_spec(f'generated:{tmp_path}')
     acdc = tmp_path / 'acdc'
     assert pairs == [('fog', f'acdc:{acdc}:fog:val'), ('fog_beta0.02', f'acdc:{acdc}:fog_beta0.02:val'),
-                     ('night', f'acdc:{acdc}:night:val'), ('clear', f'cityscapes:{tmp_path / "cityscapes"}:val')]
+                     ('night', f'acdc:{acdc}:night:val'),
+                     ('clear', f'cityscapes:{tmp_path / "cityscapes"}:val')]
     assert expand_data_spec('acdc:/d/x:rain:val') == [('acdc:rain:val', 'acdc:/d/x:rain:val')]
     with pytest.raises(FileNotFoundError, match='found no Cityscapes'):
         expand_data_spec(f'generated:{tmp_path / "acdc" / "rgb_anon" / "snow"}')

@@ -23,8 +23,8 @@ from camseg_core.labels import encode_maskige
 from camseg_core.training import TrainConfig, Trainer
 from camseg_core.training.data import PairData, open_training_data
 from camseg_core.training.loop import Dist
-from camseg_core.training.stages import (BaselineStep, StageOptions, build_stage_model, calibrate_latent_scale,
-                                        encode_dataset)
+from camseg_core.training.stages import (BaselineStep, StageOptions, build_stage_model,
+                                         calibrate_latent_scale, encode_dataset)
 
 FAST = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1']
 

@@ -76,8 +76,8 @@ class MaskedTransformer(nn.Module):
                                      for _ in range(config.decoder_depth))
         self.decoder_norm = nn.LayerNorm(w)
         self.output_pos = nn.Parameter(torch.zeros(1, L, w))
-        for p in (self.encoder_pos, self.encoder_stream, self.decoder_pos, self.decoder_stream, self.output_pos,
-                  self.mask_token):
+        for p in (self.encoder_pos, self.encoder_stream, self.decoder_pos, self.decoder_stream,
+                  self.output_pos, self.mask_token):
             nn.init.trunc_normal_(p, std=0.02)
         self.apply(self._init_linear)
 

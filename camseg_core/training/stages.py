@@ -97,18 +97,18 @@ def _load_init(path: Path, model_type: str, image_size) -> nn.Module:
 
 
 def init_stage(path: Path) -> str | None:
-    """The training stage that wrote checkpoint `path` ('vae', 'segmenter', ...), None if it does not say."""
+    """Return the training stage that wrote checkpoint `path` ('vae', 'segmenter', ...), or None."""
     return read_config(path)[1].get('meta', {}).get('stage')
 
 
 def _autoencoder_from(path: Path, image_size) -> CamSeg:
-    """A fresh CAM-Seg that takes only the autoencoder from a 'vae' run (that stage never trains the rest)."""
+    """Build a fresh CAM-Seg with only the autoencoder of a 'vae' run (that stage never trains the rest)."""
     path, header = read_config(path)
     config = dict(header['config'], image_size=tuple(image_size)) if image_size else header['config']
     model = build_model('camseg', config)
     state = {k: v for k, v in read_weights(path).items() if k.startswith('autoencoder.')}
-    problem = state_dict_mismatch({k: v for k, v in model.state_dict().items() if k.startswith('autoencoder.')},
-                                  state)
+    own = {k: v for k, v in model.state_dict().items() if k.startswith('autoencoder.')}
+    problem = state_dict_mismatch(own, state)
     if problem:
         raise CheckpointError(f'{path}: the autoencoder weights do not match its config: {problem}')
     model.load_state_dict(state, strict=False)
