@@ -74,6 +74,33 @@ def test_hand_computed_iou_precision_and_absent_classes():
     assert cm.miou() == (pytest.approx((2 / 3 + 1 / 3 + 1 / 2) / 3), 3)
 
 
+def test_predicted_void_on_labelled_pixels_is_wrong():
+    # Class 0: 3 pixels, one predicted void; class 1: 2 pixels, both predicted void; one ignored pixel
+    # predicted void does not count at all.
+    V = IGNORE_INDEX
+    target = np.array([0, 0, 0, 1, 1, 2, V], dtype=np.uint8)
+    pred = np.array([0, 0, V, V, V, 2, V], dtype=np.uint8)
+    cm = ConfusionMatrix(4)
+    cm.update(pred, target)
+    assert cm.total == 6 and cm.void.tolist() == [1, 2, 0, 0]
+    np.testing.assert_allclose(cm.iou()[:3], [2 / 3, 0.0, 1.0])  # void is a false negative of the class
+    np.testing.assert_allclose(cm.recall()[:3], [2 / 3, 0.0, 1.0])
+    assert cm.precision()[0] == 1.0 and np.isnan(cm.precision()[1])  # void predicts no class
+    assert cm.pixel_accuracy() == pytest.approx(3 / 6)
+    assert cm.miou() == (pytest.approx((2 / 3 + 0 + 1) / 3), 3)
+    # Same as predicting a wrong class, as far as the true classes' IoU goes.
+    ref = ConfusionMatrix(4)
+    ref.update(np.where(pred == V, 3, pred), target)
+    np.testing.assert_allclose(cm.iou()[:3], ref.iou()[:3])
+    suite = MetricSuite(4)
+    suite.update(pred, target, np.ones(7, np.float32))  # sure of everything: the 3 void pixels are wrong
+    assert suite.calibration.total == 6
+    assert suite.calibration.ece() == pytest.approx(0.5)
+    summary = suite.summary()
+    assert summary['void_pixels'] == 3 and summary['per_class']['1']['void_pixels'] == 2
+    assert summary['per_class']['1']['gt_pixels'] == 2 and summary['per_class']['1']['iou'] == 0.0
+
+
 def test_bad_inputs_raise():
     cm = ConfusionMatrix(19)
     with pytest.raises(ValueError, match='target holds ids'):

@@ -6,7 +6,9 @@ Segmentation and confidence metrics, accumulated over a whole dataset in bounded
   the confidence for detecting wrong pixels.
 - `MetricSuite`: both, fed from one (prediction, target, confidence) triple; `summary()` is JSON-ready.
 
-Everything is vectorised with `np.bincount`; pixels whose target is the ignore index never count.
+Everything is vectorised with `np.bincount`; pixels whose target is the ignore index never count. Void is
+void: a *prediction* of the ignore index (the model decoded black / void) on a labelled pixel counts as wrong,
+a false negative of the true class that predicts no class.
 """
 from __future__ import annotations
 
@@ -34,7 +36,11 @@ def _nan_to_none(value):
 
 
 class ConfusionMatrix:
-    """A (num_classes x num_classes) confusion matrix; rows are ground truth, columns predictions."""
+    """A (num_classes x num_classes) confusion matrix; rows are ground truth, columns predictions.
+
+    `void` counts, per ground-truth class, the labelled pixels predicted as the ignore index (void): they
+    lower that class's recall and IoU, and no class's precision.
+    """
 
     def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX):
         if num_classes < 1:
@@ -42,6 +48,7 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.void = np.zeros(num_classes, dtype=np.int64)  # (K,) labelled pixels predicted void
 
     def update(self, pred, target) -> None:
         """Add one prediction / ground-truth pair of integer label maps of the same shape."""
@@ -54,20 +61,32 @@ class ConfusionMatrix:
         if target.size and (target.min() < 0 or target.max() >= self.num_classes):
             raise ValueError(f'target holds ids outside [0, {self.num_classes}) that are not the ignore '
                              f'index {self.ignore_index}')
-        if pred.size and (pred.min() < 0 or pred.max() >= self.num_classes):
-            raise ValueError(f'pred holds ids outside [0, {self.num_classes}) on evaluated pixels')
         k = self.num_classes
+        void = pred == self.ignore_index
+        if void.any():
+            self.void += np.bincount(target[void], minlength=k)
+            pred, target = pred[~void], target[~void]
+        if pred.size and (pred.min() < 0 or pred.max() >= self.num_classes):
+            raise ValueError(f'pred holds ids outside [0, {self.num_classes}) that are not the ignore '
+                             f'index {self.ignore_index} on evaluated pixels')
         self.matrix += np.bincount(target * k + pred, minlength=k * k).reshape(k, k)
 
     @property
     def total(self) -> int:
-        """Count the evaluated (non-ignored) pixels so far."""
-        return int(self.matrix.sum())
+        """Count the evaluated (non-ignored) pixels so far, those predicted void included."""
+        return int(self.matrix.sum() + self.void.sum())
+
+    def gt_pixels(self) -> np.ndarray:
+        """Count the evaluated pixels per ground-truth class (K,), those predicted void included."""
+        return self.matrix.sum(1) + self.void
 
     def iou(self) -> np.ndarray:
-        """Per-class IoU = TP / (TP + FP + FN); NaN for a class absent from both prediction and target."""
+        """Per-class IoU = TP / (TP + FP + FN); NaN for a class absent from both prediction and target.
+
+        A labelled pixel predicted void is a false negative of its class.
+        """
         tp = np.diag(self.matrix).astype(np.float64)
-        union = self.matrix.sum(0) + self.matrix.sum(1) - tp
+        union = self.matrix.sum(0) + self.gt_pixels() - tp
         with np.errstate(invalid='ignore', divide='ignore'):
             return np.where(union > 0, tp / union, np.nan)
 
@@ -85,9 +104,9 @@ class ConfusionMatrix:
             return np.where(predicted > 0, tp / predicted, np.nan)
 
     def recall(self) -> np.ndarray:
-        """Per-class recall = TP / (TP + FN); NaN for a class absent from the target."""
+        """Per-class recall = TP / (TP + FN), void predictions included in FN; NaN for a class absent."""
         tp = np.diag(self.matrix).astype(np.float64)
-        actual = self.matrix.sum(1)
+        actual = self.gt_pixels()
         with np.errstate(invalid='ignore', divide='ignore'):
             return np.where(actual > 0, tp / actual, np.nan)
 
@@ -228,10 +247,12 @@ class MetricSuite:
             'miou': f(miou),
             'num_classes_averaged': averaged,
             'pixel_accuracy': f(cm.pixel_accuracy()),
+            'void_pixels': int(cm.void.sum()),  # labelled pixels predicted void (counted wrong)
             'mean_precision': f(cm.mean_precision()),
             'per_class': {
                 name: {'iou': f(float(iou[i])), 'precision': f(float(prec[i])), 'recall': f(float(rec[i])),
-                       'gt_pixels': int(cm.matrix[i].sum()), 'pred_pixels': int(cm.matrix[:, i].sum())}
+                       'gt_pixels': int(cm.gt_pixels()[i]), 'pred_pixels': int(cm.matrix[:, i].sum()),
+                       'void_pixels': int(cm.void[i])}
                 for i, name in enumerate(self.class_names)},
             'calibration': {
                 'ece': f(cal.ece()),

@@ -6,18 +6,26 @@ resumed run sees exactly the batches an uninterrupted one would, whatever the nu
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from ..data.augment import Augment, AugmentConfig
 from ..data.datasets import list_conditions, open_dataset
 from ..labels import IGNORE_INDEX
 
 PAD_GREY = 128  # letterbox padding of images: mid grey, about 0 in [-1, 1] like the inference letterbox
+PREFETCH = 4  # batches each loader worker prepares ahead
+
+
+def default_workers(local_world: int = 1) -> int:
+    """Loader workers per process: the cores of this machine shared by its processes, one left for each."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(2, min(16, cores // max(1, local_world) - 1))
 
 
 def expand_train_spec(spec: str) -> list[str]:
@@ -116,21 +124,17 @@ class ResumableBatches:
             skip = 0
 
 
-class CachedTokens(Dataset):
-    """Pre-encoded (image_tokens, mask_tokens) pairs held in memory."""
+def make_batches(data: Dataset, batch_size: int, rank: int, world: int, seed: int, workers: int = 0,
+                 cached: bool = False, pin_memory: bool = False):
+    """Return a factory start_step -> endless iterator of batches (dicts of CPU tensors).
 
-    def __init__(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor):
-        self.image_tokens, self.mask_tokens = image_tokens, mask_tokens
-
-    def __len__(self) -> int:
-        return len(self.image_tokens)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {'image_tokens': self.image_tokens[index], 'mask_tokens': self.mask_tokens[index]}
-
-
-def preview_batch(dataset: Dataset, size: tuple[int, int], count: int = 4) -> dict[str, torch.Tensor]:
-    """Letterbox the first `count` items into one batch for the sample overlays."""
-    items = [to_tensors(*letterbox_pair(dataset[i]['image'], dataset[i]['label'], size))
-             for i in range(min(count, len(dataset)))]
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    `cached`: `data` is indexed by item (a `CachedTokens`), not by epoch key (a `PairData`).
+    `pin_memory`: page-locked batches, so that copies to a GPU can run asynchronously.
+    """
+    def batches(start_step: int):
+        sampler = ResumableBatches(len(data), batch_size, rank, world, seed, start_step, encode_epoch=not cached)
+        loader = DataLoader(data, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                            persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
+                            generator=torch.Generator().manual_seed(seed))
+        return iter(loader)
+    return batches
