@@ -7,8 +7,8 @@ Images are published (sensor_msgs/Image, original headers) on the node's input t
 the bag's timing; the node's `segmentation/{mask,confidence}` are matched to them by header stamp.
 Writes OUT/replay.json and OUT/report.md: end-to-end latency (publish -> receipt of both outputs),
 frames the node dropped (sent but not answered, plus its /diagnostics counters) and, with a label topic,
-the metrics of the answered frames overall and per stretch (bag_eval's scoring and report code).
-A node started elsewhere must run with `max_frame_age_ms:=0`: the bag's old stamps look stale to it.
+the metrics of the answered frames overall and per stretch (the scoring and report of camseg-bag-eval).
+The node judges staleness by the time a frame waits inside it, so recorded stamps need no special setting.
 """
 from __future__ import annotations
 
@@ -22,22 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
-
 from camseg_core.assets import resolve_checkpoint
 from camseg_core.config import PRESETS
 from camseg_core.evaluation.metrics import latency_summary
 from camseg_core.evaluation.report import render_markdown
-from camseg_ros.bag_eval import (COMPRESSED, IMAGE, BagError, load_stretches, output_topics,
-                                 read_messages, Scorer, write_report)
-from camseg_ros.diagnostics import COUNTERS
-from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb, stamp_ns
-from camseg_ros.latency_probe import NODE_ENV, start_node, stop_node
+from camseg_ros.bagio import BagRecorder, load_stretches, output_topics
+from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, stop_node
+from camseg_ros.replay import Replayer, counters, replay
+from camseg_ros.scoring import Scorer, write_report
 
 STARTUP_TIMEOUT_S = 120.0  # for the node to load its model and subscribe
-SETTLE_S = 0.3  # extra spin for outputs in flight once the node reports itself idle
 
 
 @dataclass
@@ -47,182 +41,15 @@ class NodeSampler:
     reported: str = 'unknown'
 
 
-class Replayer:
-    """A node in this process: publishes the bag's frames, records the segment_node's outputs."""
-
-    def __init__(self, domain_id: int, input_topic: str, namespace: str, node_fqn: str):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node('camseg_bag_replay', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub = self.node.create_publisher(Image, input_topic, QoSProfile(
-            depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        prefix = namespace.rstrip('/')
-        self.outputs: dict[str, dict[int, tuple[int, object]]] = {'mask': {}, 'confidence': {}}
-        self.subs = {name: self.node.create_subscription(
-            Image, f'{prefix}/segmentation/{name}', lambda msg, n=name: self._on_output(n, msg), reliable)
-            for name in self.outputs}
-        self.node_fqn = node_fqn
-        self.diagnostics: tuple[int, dict] | None = None  # (stamp ns, the node's latest statistics)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-
-    def _on_output(self, name: str, msg) -> None:
-        self.outputs[name][stamp_ns(msg.header)] = (time.perf_counter_ns(), msg)
-
-    def _on_diagnostics(self, msg) -> None:
-        for status in msg.status:
-            if status.hardware_id == self.node_fqn and status.name.endswith(': segmentation'):
-                self.diagnostics = (stamp_ns(msg.header), {kv.key: kv.value for kv in status.values})
-
-    def spin_until(self, predicate, timeout: float) -> bool:
-        """Spin until predicate() is true or `timeout` seconds pass."""
-        end = time.monotonic() + timeout
-        while not predicate() and time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=min(0.01, max(0.0, end - time.monotonic())))
-        return bool(predicate())
-
-    def connected(self) -> bool:
-        """Whether the node subscribes to the input and publishes both outputs."""
-        return self.pub.get_subscription_count() > 0 and all(
-            s.get_publisher_count() > 0 for s in self.subs.values())
-
-    def publish(self, msg) -> int:
-        """Publish an input frame; returns the publish time (perf_counter ns)."""
-        self.pub.publish(msg)
-        return time.perf_counter_ns()
-
-    def close(self) -> None:
-        """Destroy the node and shut its context down."""
-        import rclpy
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-
-def _counters(diag: dict | None) -> dict[str, int]:
-    return {k: int(diag[k]) for k in COUNTERS if diag and k in diag}
-
-
-def _to_ros_image(bag_msg, msgtype: str, rgb: np.ndarray | None):
-    """Build an rclpy sensor_msgs/Image with the bag message's header (compressed input -> rgb8)."""
-    from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import Header
-    h = bag_msg.header
-    header = Header(stamp=Time(sec=int(h.stamp.sec), nanosec=int(h.stamp.nanosec)), frame_id=h.frame_id)
-    if msgtype == COMPRESSED:
-        return fill_image(Image(header=header), rgb, 'rgb8')
-    return Image(header=header, height=bag_msg.height, width=bag_msg.width, encoding=bag_msg.encoding,
-                 is_bigendian=bag_msg.is_bigendian, step=bag_msg.step, data=bytes(bag_msg.data))
-
-
-def _decode_outputs(mask_msg, conf_msg) -> SimpleNamespace:
-    h, w = mask_msg.height, mask_msg.width
-    labels = np.frombuffer(mask_msg.data, np.uint8).reshape(h, mask_msg.step)[:, :w]
-    conf = np.frombuffer(conf_msg.data, np.float32).reshape(h, conf_msg.step // 4)[:, :w]
-    return SimpleNamespace(labels=labels, confidence=conf)
-
-
-def replay(rep: Replayer, bag: str | Path, image_topic: str, label_topic: str | None, rate: float,
-           timeout: float, scorer: Scorer, record=None) -> dict:
-    """Play the bag into the node and collect its answers; returns the counts and latencies.
-
-    `record(kind, msgtype, log_ns, payload)` (optional) receives the input CDR bytes and the answered outputs.
-    A BagError mid-bag ends the replay early; it is returned under 'error'.
-    """
-    from rclpy.serialization import serialize_message
-    ts = get_typestore(Stores.ROS2_KILTED)
-    allowed = {image_topic: (IMAGE, COMPRESSED)}
-    if label_topic:
-        allowed[label_topic] = (IMAGE,)
-    sent: dict[int, tuple[int, int, np.ndarray | None]] = {}  # stamp -> (publish ns, log ns, rgb sample)
-    done: dict[int, float] = {}  # stamp -> latency ms
-    duplicates, error, t0, last_publish = 0, None, None, None
-
-    def collect():
-        for stamp in [s for s in rep.outputs['mask'] if s in rep.outputs['confidence'] and s in sent]:
-            t_mask, mask = rep.outputs['mask'].pop(stamp)
-            t_conf, conf = rep.outputs['confidence'].pop(stamp)
-            published, log_ns, rgb = sent[stamp]
-            done[stamp] = (max(t_mask, t_conf) - published) / 1e6
-            scorer.add_prediction(stamp, rgb, _decode_outputs(mask, conf), done[stamp] / 1e3)
-            if record:
-                record('mask', IMAGE, log_ns, serialize_message(mask))
-                record('confidence', IMAGE, log_ns, serialize_message(conf))
-
-    try:
-        for topic, msgtype, log_ns, raw in read_messages(bag, allowed, ts):
-            msg = ts.deserialize_cdr(raw, msgtype)
-            try:
-                if topic == label_topic:
-                    if msg.encoding != 'mono8':
-                        raise ValueError(f'labels must be mono8, got {msg.encoding!r}')
-                    scorer.add_label(stamp_ns(msg.header), image_to_rgb(msg)[:, :, 0])
-                    continue
-                stamp = stamp_ns(msg.header)
-                if stamp in sent:
-                    duplicates += 1  # answers could not be told apart
-                    continue
-                sample = scorer.wants_sample(stamp)
-                rgb = (compressed_to_rgb(msg) if msgtype == COMPRESSED
-                       else image_to_rgb(msg) if sample else None)
-                ros_msg = _to_ros_image(msg, msgtype, rgb)
-            except ValueError as err:
-                raise BagError(f'{topic} message at {log_ns} ns: {err}') from err
-            t0 = t0 or (log_ns, time.monotonic())
-            due = t0[1] + (log_ns - t0[0]) / 1e9 / rate
-            rep.spin_until(lambda: time.monotonic() >= due, max(0.0, due - time.monotonic()) + 1)
-            collect()
-            last_publish = time.time_ns()
-            sent[stamp] = (rep.publish(ros_msg), log_ns, rgb if sample else None)
-            if record:
-                record('image', msgtype, log_ns, bytes(raw))
-    except BagError as err:
-        error = err
-
-    def finished():
-        collect()
-        if len(done) == len(sent):
-            return True
-        stamp, diag = rep.diagnostics or (0, None)
-        counts = _counters(diag)
-        # The node reports itself idle after our last frame: every frame it received is accounted for.
-        return (stamp > (last_publish or 0) + 200_000_000 and len(counts) == len(COUNTERS)
-                and counts['received'] == sum(v for k, v in counts.items() if k != 'received'))
-
-    if rep.spin_until(finished, timeout) and len(done) < len(sent):
-        rep.spin_until(lambda: False, SETTLE_S)
-        collect()
-    return {'sent': len(sent), 'answered': len(done), 'dropped': len(sent) - len(done),
-            'duplicate_stamps_skipped': duplicates, 'latency_ms': list(done.values()), 'error': error}
-
-
-class _Recorder:
-    """Writes the inputs and the node's answers into an MCAP rosbag2 (as bag_eval's output bag)."""
+class _KindRecorder(BagRecorder):
+    """The output bag, written by kind of message: 'image' (the input topic), 'mask', 'confidence'."""
 
     def __init__(self, path: Path, image_topic: str):
+        super().__init__(path)
         self.topics = {'image': image_topic, **output_topics(image_topic)}
-        self.writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
-        self.writer.open()
-        self.typestore, self.conns = get_typestore(Stores.ROS2_KILTED), {}
 
     def __call__(self, kind: str, msgtype: str, log_ns: int, payload: bytes) -> None:
-        if kind not in self.conns:
-            self.conns[kind] = self.writer.add_connection(self.topics[kind], msgtype,
-                                                          typestore=self.typestore)
-        self.writer.write(self.conns[kind], log_ns, payload)
-
-    def close(self) -> None:
-        self.writer.close()
+        self.write(self.topics[kind], msgtype, log_ns, payload)
 
 
 def run_replay(args, checkpoint: str | None) -> dict:
@@ -240,15 +67,14 @@ def run_replay(args, checkpoint: str | None) -> dict:
     input_topic = args.input_topic or args.image_topic
     proc = None
     if checkpoint:
-        params = {'device': args.device, 'max_frame_age_ms': 0.0, 'publish_color': 'false',
-                  'publish_overlay': 'false'}
+        params = {'device': args.device}
         params.update({'steps': args.steps} if args.steps else {})
         proc = start_node(checkpoint, domain, out / 'segment_node.log', params,
                           ros_args=('-r', f'image:={input_topic}', '-r', f'__ns:={namespace}'))
     stretches = load_stretches(args.bag) if args.label_topic else None
     scorer = Scorer(stretches, args.segment_seconds)
     rep = Replayer(domain, input_topic, namespace, f'{namespace.rstrip("/")}/{args.node_name}')
-    recorder = _Recorder(record_path, args.image_topic) if args.record else None
+    recorder = _KindRecorder(record_path, args.image_topic) if args.record else None
     try:
         startup = STARTUP_TIMEOUT_S if proc else args.timeout
         node_exited = (lambda: proc.poll() is not None) if proc else (lambda: False)
@@ -257,13 +83,13 @@ def run_replay(args, checkpoint: str | None) -> dict:
             raise RuntimeError(f'no segment_node on {input_topic} -> {namespace}/segmentation/* '
                                f'(domain {domain}) after {startup:g} s\n{log}')
         rep.spin_until(lambda: rep.diagnostics is not None, 1.5)  # counters before the replay
-        before = _counters(rep.diagnostics[1] if rep.diagnostics else None)
+        before = counters(rep.diagnostics[1] if rep.diagnostics else None)
         result = replay(rep, args.bag, args.image_topic, args.label_topic, args.rate, args.timeout, scorer,
                         recorder)
         replayed = time.time_ns()  # counters computed after this cover every frame we sent (1 Hz diagnostics)
         rep.spin_until(lambda: rep.diagnostics is not None and rep.diagnostics[0] > replayed, 3.0)
         diag = rep.diagnostics[1] if rep.diagnostics else {}
-        after = _counters(diag)
+        after = counters(diag)
     finally:
         if recorder:
             recorder.close()
@@ -356,10 +182,7 @@ def main(argv=None) -> int:
             if args.start_node and not args.preset:
                 checkpoint = str(resolve_checkpoint(args.checkpoint))
             if args.preset:
-                from camseg_core.api import Segmenter
-                from camseg_core.checkpoint import save_pretrained
-                checkpoint = str(save_pretrained(Segmenter.from_preset(args.preset, device='cpu').model,
-                                                 Path(tmp) / args.preset))
+                checkpoint = random_checkpoint(tmp, args.preset)
             summary = run_replay(args, checkpoint)
         except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
             print(f'camseg-bag-replay: error: {err}', file=sys.stderr)

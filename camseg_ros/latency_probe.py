@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,51 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from camseg_ros.image_codec import stamp_ns
-
-NODE_ENV = {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
-
-
-def node_command(checkpoint: str, params: dict | None = None, ros_args: tuple = (),
-                 params_file: str | Path | None = None) -> list[str]:
-    """Build `python -m camseg_ros.node --ros-args [--params-file F] -p checkpoint:=... -p k:=v ...`.
-
-    The -p values come after the file, so they win.
-    """
-    cmd = [sys.executable, '-m', 'camseg_ros.node', '--ros-args']
-    if params_file:
-        cmd += ['--params-file', str(params_file)]
-    cmd += ['-p', f'checkpoint:={checkpoint}']
-    for key, value in (params or {}).items():
-        cmd += ['-p', f'{key}:={value}']
-    return cmd + list(ros_args)
-
-
-def start_node(checkpoint: str, domain_id: int, log_path: str | Path, params: dict | None = None,
-               ros_args: tuple = (), params_file: str | Path | None = None) -> subprocess.Popen:
-    """Start segment_node in its own process, its output going to `log_path`."""
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), **NODE_ENV)
-    log = open(log_path, 'w')
-    return subprocess.Popen(node_command(checkpoint, params, ros_args, params_file), env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-
-
-def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> int:
-    """SIGINT the node process, then kill it if it does not exit in time; returns its exit status."""
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-def tiny_checkpoint(directory: str | Path) -> str:
-    """Save a randomly initialised 'tiny' model as a checkpoint under `directory`."""
-    from camseg_core.api import Segmenter
-    from camseg_core.checkpoint import save_pretrained
-    return str(save_pretrained(Segmenter.from_preset('tiny', device='cpu').model, Path(directory) / 'tiny'))
+from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, stop_node
 
 
 def time_segment(checkpoint: str, image: np.ndarray, sampler: dict, repeats: int) -> list[float]:
@@ -150,8 +105,7 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
 
     domain = args.domain_id if args.domain_id is not None else random.randint(150, 230)
     os.environ.update(NODE_ENV)
-    proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu', max_frame_age_ms=0.0,
-                                                         publish_color='false', publish_overlay='false'))
+    proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu'))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     try:
@@ -219,7 +173,7 @@ def main(argv=None) -> int:
     """Command line entry point (`camseg-latency-probe`)."""
     args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint or tiny_checkpoint(tmp)
+        checkpoint = args.checkpoint or random_checkpoint(tmp)
         report = measure(args, checkpoint, Path(tmp) / 'segment_node.log')
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + '\n')

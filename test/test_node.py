@@ -25,7 +25,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from camseg_core.labels import labels_as_dicts  # noqa: E402
 from camseg_ros.image_codec import stamp_ns  # noqa: E402
-from camseg_ros.latency_probe import NODE_ENV, start_node, stop_node  # noqa: E402
+from camseg_ros.process import NODE_ENV, start_node, stop_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 OUTPUTS = {'mask': 'mono8', 'confidence': '32FC1', 'color': 'rgb8', 'overlay': 'rgb8'}

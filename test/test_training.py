@@ -23,8 +23,9 @@ from camseg_core.labels import encode_maskige
 from camseg_core.training import TrainConfig, Trainer
 from camseg_core.training.data import PairData, open_training_data
 from camseg_core.training.loop import Dist
-from camseg_core.training.stages import (BaselineStep, StageOptions, build_stage_model,
-                                         calibrate_latent_scale, encode_dataset)
+from camseg_core.training.build import build_stage_model, calibrate_latent_scale
+from camseg_core.training.cache import encode_dataset
+from camseg_core.training.stages import BaselineStep, StageOptions
 
 FAST = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1']
 
@@ -166,9 +167,10 @@ def model_and_data(data):
 def test_cache_copies_adds_seeded_augmented_items(model_and_data):
     model, dataset = model_and_data
     n, cpu = len(dataset), torch.device('cpu')
-    a = encode_dataset(model, dataset, 4, cpu, False, copies=2, seed=3)
-    b = encode_dataset(model, dataset, 4, cpu, False, copies=2, seed=3)
-    plain = encode_dataset(model, dataset, 4, cpu, False)
+    a, stats = encode_dataset(model, dataset, 4, cpu, False, copies=2, seed=3)
+    b, _ = encode_dataset(model, dataset, 4, cpu, False, copies=2, seed=3)
+    plain, _ = encode_dataset(model, dataset, 4, cpu, False)
+    assert stats.items == 3 * n and stats.items_per_s > 0
     assert len(a) == 3 * n and len(plain) == n
     assert torch.equal(a.image_tokens, b.image_tokens) and torch.equal(a.mask_tokens, b.mask_tokens)
     assert torch.equal(a.image_tokens[:n], plain.image_tokens)  # the letterboxed items come first

@@ -13,17 +13,19 @@ samples/. Multi-GPU / multi-node: start the same command with torchrun; --batch-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 from ..training import state as st
-from ..training.data import open_training_data
+from ..training.build import build_stage_model, calibrate_latent_scale, check_preset, init_stage
+from ..training.data import default_workers, open_training_data
 from ..training.loop import (SCHEDULES, NonFiniteLoss, Trainer, TrainConfig, setup_distributed,
                              teardown_distributed)
-from ..training.stages import (DEFAULT_LR, STAGES, StageOptions, build_stage_model, calibrate_latent_scale,
-                               check_preset, init_stage, stage_data, step_module)
+from ..training.resume import check_resume, run_settings, saved_settings
+from ..training.stages import DEFAULT_LR, STAGES, StageOptions, stage_data, step_module
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -47,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--image-size', type=_size, help='processing size HxW, overriding the preset / --init')
     p.add_argument('--init', type=Path, help='start from this checkpoint (segmenter: the vae run)')
     p.add_argument('--resume', action='store_true', help='continue the run saved in --out')
+    p.add_argument('--allow-change', default='', metavar='NAMES',
+                   help='with --resume: comma-separated settings that may differ from the saved run '
+                        '(e.g. batch_size,steps); any other difference stops the resume')
     p.add_argument('--steps', type=int, default=10000, help='total optimisation steps')
     p.add_argument('--batch-size', type=int, default=8, help='images per step and process')
     p.add_argument('--lr', type=float, help=f'peak learning rate (default {DEFAULT_LR})')
@@ -57,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--clip', type=float, default=1.0, help='gradient norm clipping (0: off)')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'], help='autocast dtype')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda (torchrun: each process its LOCAL_RANK)')
-    p.add_argument('--workers', type=int, default=2, help='data loader worker processes')
+    p.add_argument('--workers', type=int,
+                   help='data loader worker processes (default: the cores per process less one, 2 to 16)')
     p.add_argument('--no-augment', action='store_true', help='letterbox samples instead of random scale/crop')
     p.add_argument('--cache-latents', action='store_true',
                    help='segmenter: encode the data once (no augmentation) and keep the tokens in memory')
@@ -76,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     """Train one stage as the parsed flags say; returns the step reached."""
     env = setup_distributed(args.device)
+    if args.workers is None:
+        args.workers = default_workers(int(os.environ.get('LOCAL_WORLD_SIZE', env.world)))
     opts = StageOptions(stage=args.stage, preset=args.preset, image_size=args.image_size, init=args.init,
                         augment=not args.no_augment, cache_latents=args.cache_latents,
                         cache_copies=args.cache_copies, kl_weight=args.kl_weight, workers=args.workers)
@@ -88,12 +96,21 @@ def run(args) -> int:
                          stop_after=args.stop_after).validate()
     if args.workers < 0:
         raise ValueError(f'--workers must be >= 0, got {args.workers}')
-    header = None
+    header, allow = None, {name.strip() for name in args.allow_change.split(',') if name.strip()}
     if args.resume:
         header, _ = st.load_state(args.out)
+        saved = saved_settings(header)
+        size = args.image_size or saved.get('image_size') or header['model_config']['image_size']
+        now = run_settings(config, opts, args.data, env.world, size)
+        changed = check_resume(args.out, saved, now, allow)
+        if changed and env.main:
+            print('resuming with changed settings (--allow-change): '
+                  + ', '.join(f'{k} {saved[k]!r} -> {now[k]!r}' for k in changed), flush=True)
     elif st.has_state(args.out):
         raise ValueError(f'{args.out} already holds a training run; pass --resume to continue it '
                          f'or choose another --out')
+    elif allow:
+        raise ValueError('--allow-change only applies with --resume')
     check_preset(args.stage, args.preset)
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = build_stage_model(opts, header)
@@ -105,14 +122,21 @@ def run(args) -> int:
         if env.main:
             print(f'segmenter: latent scale set to {scale:.4f} (1 / std of the mask latents)', flush=True)
     meta = {'stage': args.stage, 'model_type': model.model_type, 'model_config': model.config.to_dict(),
-            'data': args.data, 'init': str(args.init) if args.init else None}
+            'data': args.data, 'init': str(args.init) if args.init else None,
+            'settings': run_settings(config, opts, args.data, env.world, model.config.image_size)}
     trainer = Trainer(config, env, model, step_module(opts, model), None, None, meta)
-    if args.resume:
-        trainer.resume()  # restore the weights before the data stage uses the model (--cache-latents encodes)
+    if args.resume:  # restore the weights before the data stage uses the model (--cache-latents encodes)
+        trainer.resume(fresh_scaler='precision' in allow)
     cuda = [env.device] if env.device.type == 'cuda' else []
     with torch.random.fork_rng(devices=cuda):  # building the data (e.g. a DataLoader's seed) leaves the
         # training random stream alone, so a resumed run continues exactly where the saved state left it
-        trainer.batches, trainer.preview = stage_data(opts, model, dataset, args.batch_size, env, args.seed)
+        trainer.batches, trainer.preview, cache = stage_data(opts, model, dataset, args.batch_size, env,
+                                                             args.seed, config.precision)
+    if cache is not None:
+        meta['cache'] = cache.to_dict()
+        if env.main:
+            print(f'cache: {cache.items} items in {cache.seconds:.2f} s = {cache.items_per_s:.1f} items/s '
+                  f'({cache.workers} workers, {cache.precision}, {cache.world} process(es))', flush=True)
     start = trainer.step
     if env.main:
         print(f'{args.stage}: {len(dataset)} training items, {env.world} process(es) on {env.device}, '

@@ -132,7 +132,8 @@ def make_batches(data: Dataset, batch_size: int, rank: int, world: int, seed: in
     `pin_memory`: page-locked batches, so that copies to a GPU can run asynchronously.
     """
     def batches(start_step: int):
-        sampler = ResumableBatches(len(data), batch_size, rank, world, seed, start_step, encode_epoch=not cached)
+        sampler = ResumableBatches(len(data), batch_size, rank, world, seed, start_step,
+                                   encode_epoch=not cached)
         loader = DataLoader(data, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                             persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
                             generator=torch.Generator().manual_seed(seed))

@@ -139,6 +139,8 @@ class Trainer:
             raise ValueError('nothing to train: every parameter is frozen')
         ema_params = dict(self.ema.named_parameters())
         self.pairs = [(ema_params[n], p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.ema_buffers = [b for _, b in self.ema.named_buffers()]
+        self.model_buffers = [b for _, b in self.model.named_buffers()]
         self.step_module = step_module.to(env.device)
         self.ddp = self.step_module
         if env.world > 1:
@@ -157,16 +159,27 @@ class Trainer:
         self.writer = None
 
     # ---- state ----
-    def resume(self) -> int:
-        """Load OUT's training state (model, EMA, optimizer, scaler, step, RNG); returns the step."""
+    def resume(self, fresh_scaler: bool = False) -> int:
+        """Load OUT's training state (model, EMA, optimizer, scaler, step, RNG); returns the step.
+
+        A state without a gradient scaler (saved without fp16) resumed into fp16 is a ValueError, unless
+        `fresh_scaler` allows starting a new scaler.
+        """
         header, tensors = st.load_state(self.out)
         if header.get('stage') != self.meta.get('stage'):
             raise ValueError(f'{self.out / st.STATE_JSON}: a {header.get("stage")!r} run; cannot resume it '
                              f'as {self.meta.get("stage")!r}')
+        scaler = header.get('scaler') or {}
+        if self.scaler.is_enabled() and not scaler and not fresh_scaler:
+            saved = header.get('train', {}).get('precision', 'unknown')
+            raise ValueError(f'{self.out / st.STATE_JSON}: saved with precision {saved} and no gradient '
+                             f'scaler state; resuming into fp16 needs one (allow a fresh scaler, or resume '
+                             f'with --precision {saved})')
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
         self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith('ema.')})
         self.optimizer.load_state_dict(st.unflatten_optimizer(tensors, header['optimizer']))
-        self.scaler.load_state_dict(header.get('scaler') or {})
+        if scaler:
+            self.scaler.load_state_dict(scaler)
         self.step = self.last_saved = int(header['step'])
         if not st.restore_rng(tensors, self.env.rank, self.env.device):
             torch.manual_seed(self.cfg.seed + 7919 * self.step + self.env.rank)
@@ -200,11 +213,10 @@ class Trainer:
     # ---- one step ----
     def _update_ema(self) -> None:
         decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            for e, p in self.pairs:
-                e.lerp_(p.detach(), 1.0 - decay)
-            for (_, eb), (_, b) in zip(self.ema.named_buffers(), self.model.named_buffers()):
-                eb.copy_(b)
+        with torch.no_grad():  # one fused call each (a loop of per-tensor kernels is slow on a GPU)
+            torch._foreach_lerp_([e for e, _ in self.pairs], [p for _, p in self.pairs], 1.0 - decay)
+            if self.ema_buffers:
+                torch._foreach_copy_(self.ema_buffers, self.model_buffers)
 
     def _optimise(self, batch: dict) -> tuple[float, float, dict]:
         cfg, dev = self.cfg, self.env.device
