@@ -24,8 +24,10 @@ _YUV422 = {  # two bytes per pixel, chroma shared by each horizontal pair
     'yuv422_yuy2': cv2.COLOR_YUV2RGB_YUY2,  # ROS: Y0 U Y1 V
     'yuyv': cv2.COLOR_YUV2RGB_YUY2,
 }
+_WIDE = {'mono16': 1, '16uc1': 1, 'rgb16': 3, 'bgr16': 3}  # 16-bit words: channels per pixel
 BYTES_PER_PIXEL = {
-    'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1, 'mono16': 2,
+    'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1,
+    **{name: 2 * channels for name, channels in _WIDE.items()},
     **{name: 2 for name in _YUV422}, **{name: 1 for name in _BAYER},
 }
 SUPPORTED_ENCODINGS = tuple(BYTES_PER_PIXEL)
@@ -48,12 +50,29 @@ def check_size(height: int, width: int, max_pixels: int | None) -> None:
                          f'exceeds max_input_pixels={max_pixels}')
 
 
-def image_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
+def to_8bit(words: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Scale 16-bit pixel values to uint8: `bits` significant bits (1..16), or 0 for the data's own range.
+
+    A 12-bit camera in 16-bit words has bits=12: 4095 becomes 255. Values above the range saturate.
+    """
+    if not 0 <= bits <= 16:
+        raise ValueError(f'16-bit scaling needs 0..16 significant bits, got {bits}')
+    if bits:
+        low, high = 0, (1 << bits) - 1
+    else:
+        low, high = int(words.min()), int(words.max())
+    span = max(high - low, 1)
+    scaled = (np.clip(words, low, high).astype(np.uint32) - low) * 255 + span // 2
+    return (scaled // span).astype(np.uint8)
+
+
+def image_to_rgb(msg, max_pixels: int | None = None, bits16: int = 16) -> np.ndarray:
     """Decode a sensor_msgs/Image (or anything with its fields) to an (H, W, 3) uint8 RGB array.
 
-    Supports rgb8, bgr8, rgba8, bgra8, mono8, mono16 (high byte kept), yuv422/uyvy,
-    yuv422_yuy2/yuyv and the four bayer_*8 patterns. Row padding (step > width * bytes) is
-    dropped. Raises ValueError for unsupported encodings and inconsistent or over-limit sizes.
+    Supports rgb8, bgr8, rgba8, bgra8, mono8, yuv422/uyvy, yuv422_yuy2/yuyv, the four bayer_*8
+    patterns and the 16-bit mono16, 16UC1, rgb16 and bgr16, scaled by `to_8bit(bits16)`. Row padding
+    (step > width * bytes) is dropped. Raises ValueError for unsupported encodings and inconsistent or
+    over-limit sizes.
     """
     encoding = str(msg.encoding).lower()
     if encoding not in BYTES_PER_PIXEL:
@@ -71,10 +90,13 @@ def image_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
         raise ValueError(f'data has {data.size} bytes, '
                          f'expected step {step} x height {height} = {step * height}')
     rows = data.reshape(height, step)[:, :width * bpp]  # (H, W * bpp), padding dropped
-    if encoding == 'mono16':
-        big = bool(msg.is_bigendian)
-        high = rows.reshape(height, width, 2)[:, :, 0 if big else 1]  # the high byte: 16 -> 8 bit
-        return np.repeat(high[:, :, None], 3, axis=2)
+    if encoding in _WIDE:
+        channels = _WIDE[encoding]
+        words = rows.view('>u2' if msg.is_bigendian else '<u2').reshape(height, width, channels)  # (H, W, C)
+        pixels = to_8bit(words, bits16)
+        if channels == 1:
+            return np.repeat(pixels, 3, axis=2)
+        return pixels if encoding == 'rgb16' else np.ascontiguousarray(pixels[:, :, ::-1])
     if encoding == 'mono8':
         return cv2.cvtColor(np.ascontiguousarray(rows), cv2.COLOR_GRAY2RGB)
     if encoding in _BAYER:

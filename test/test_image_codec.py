@@ -41,13 +41,46 @@ def test_plain_encodings(encoding, pixels, expected, pad):
     np.testing.assert_array_equal(out, expected)
 
 
+def words_msg(values: np.ndarray, encoding: str, bigendian: int, pad: int = 2):
+    """Build an Image-like message of (H, W[, C]) uint16 values in the given byte order, rows padded."""
+    h, w = values.shape[:2]
+    raw = values.astype('>u2' if bigendian else '<u2').view(np.uint8).reshape(h, -1)
+    return make_msg(raw, encoding, pad=pad, bigendian=bigendian, width=w)
+
+
+@pytest.mark.parametrize('encoding', ['mono16', '16UC1'])
 @pytest.mark.parametrize('bigendian', [0, 1])
-def test_mono16_keeps_high_byte(bigendian):
+def test_16bit_mono_scaled_by_significant_bits(encoding, bigendian):
     values = RNG.integers(0, 65536, (4, 6), dtype=np.uint16)
-    raw = values.astype('>u2' if bigendian else '<u2').view(np.uint8).reshape(4, 12)
-    out = image_to_rgb(make_msg(raw, 'mono16', pad=2, bigendian=bigendian, width=6))
-    assert out.shape == (4, 6, 3)
-    np.testing.assert_array_equal(out[:, :, 1], (values >> 8).astype(np.uint8))
+    out = image_to_rgb(words_msg(values, encoding, bigendian))  # default: all 16 bits significant
+    assert out.shape == (4, 6, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:, :, 1], np.round(values / 65535 * 255).astype(np.uint8))
+    np.testing.assert_array_equal(out[:, :, 0], out[:, :, 2])
+    # A 12-bit camera in 16-bit words: 4095 is full white, not the almost black 15 of the high byte.
+    twelve = np.array([[0, 1024, 2048, 4095, 5000]], np.uint16)
+    out = image_to_rgb(words_msg(twelve, encoding, bigendian), bits16=12)
+    np.testing.assert_array_equal(out[0, :, 0], [0, 64, 128, 255, 255])
+    # 0: the frame's own range.
+    out = image_to_rgb(words_msg(np.array([[100, 150, 200]], np.uint16), encoding, bigendian), bits16=0)
+    np.testing.assert_array_equal(out[0, :, 0], [0, 128, 255])
+
+
+@pytest.mark.parametrize('encoding', ['rgb16', 'bgr16'])
+@pytest.mark.parametrize('bigendian', [0, 1])
+def test_16bit_colour(encoding, bigendian):
+    rgb = RGB.astype(np.uint16) * 257  # 8-bit values spread over 16 bits: v * 257 / 65535 * 255 == v
+    pixels = rgb if encoding == 'rgb16' else rgb[:, :, ::-1]
+    out = image_to_rgb(words_msg(np.ascontiguousarray(pixels), encoding, bigendian))
+    np.testing.assert_array_equal(out, RGB)
+    dim = (RGB.astype(np.uint16) * 16).astype(np.uint16)  # 12-bit data: 255 * 16 = 4080 of 4095
+    pixels = dim if encoding == 'rgb16' else dim[:, :, ::-1]
+    out = image_to_rgb(words_msg(np.ascontiguousarray(pixels), encoding, bigendian), bits16=12)
+    assert np.abs(out.astype(int) - RGB.astype(int)).max() <= 1
+
+
+def test_16bit_bits_out_of_range():
+    with pytest.raises(ValueError, match='0..16 significant bits'):
+        image_to_rgb(words_msg(np.zeros((2, 2), np.uint16), 'mono16', 0), bits16=17)
 
 
 @pytest.mark.parametrize('encoding,order', [('yuv422', 'UYVY'), ('uyvy', 'UYVY'),
@@ -81,13 +114,13 @@ def test_bayer_constant_colour(encoding):
 
 
 def test_every_supported_encoding_is_tested():
-    tested = {'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16', 'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv',
-              'bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8', 'bayer_grbg8'}
+    tested = {'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16', '16uc1', 'rgb16', 'bgr16', 'yuv422',
+              'uyvy', 'yuv422_yuy2', 'yuyv', 'bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8', 'bayer_grbg8'}
     assert set(SUPPORTED_ENCODINGS) == tested
 
 
 @pytest.mark.parametrize('change,match', [
-    (dict(encoding='16UC1'), 'unsupported encoding'),
+    (dict(encoding='32FC1'), 'unsupported encoding'),
     (dict(encoding='8UC3'), 'unsupported encoding'),
     (dict(step=10 * 3 - 1), 'step 29 is smaller'),
     (dict(step=10 * 3 + 1), 'expected step 31 x height 6'),
