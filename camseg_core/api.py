@@ -15,7 +15,7 @@ import torch
 
 from .checkpoint import build_model, load_pretrained
 from .config import SamplerConfig, preset
-from .imageops import check_image, letterbox, restore
+from .imageops import check_image, check_labels, letterbox, letterbox_labels, restore
 from .profiling import StageTimer
 
 PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -127,6 +127,49 @@ class Segmenter:
             results = [Segmentation(*restore(ids[i], conf[i], p)) for i, p in enumerate(placements)]
         self.last_timings = dict(timer.seconds)
         return results[0] if single else results
+
+    @property
+    def has_mask_autoencoder(self) -> bool:
+        """Tell whether masks pass through an autoencoder (CAM-Seg; the baseline has none)."""
+        return hasattr(self.model, 'reconstruct_mask')
+
+    @torch.inference_mode()
+    def autoencode_labels(self, labels) -> list[Segmentation]:
+        """Pass ground-truth trainId maps through the mask autoencoder and back (the autoencoder ceiling).
+
+        Each (H, W) map (255 = ignore) is letterboxed to the processing size by nearest neighbour (ignore
+        padding), drawn as a maskige, encoded, decoded to classes exactly as predictions are, and restored
+        to its input size like a prediction. No generator can segment better than this. Raises ValueError
+        for a model without a mask autoencoder (the baseline).
+        """
+        if not self.has_mask_autoencoder:
+            raise ValueError(f'model {self.name!r} ({self.model.model_type}) has no mask autoencoder')
+        x, placements = self._letterbox_labels(labels)  # (N, H, W) uint8
+        autocast = torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
+                                  enabled=self.precision != 'fp32')
+        with autocast:
+            ids, conf = self.model.reconstruct_mask(x)
+        return [Segmentation(*restore(ids[i], conf[i], p)) for i, p in enumerate(placements)]
+
+    @torch.inference_mode()
+    def resize_labels(self, labels) -> list[Segmentation]:
+        """Resize trainId maps to the processing size and back (the resolution ceiling).
+
+        Each map is letterboxed by nearest neighbour and restored to its input size the way predictions are;
+        the confidence is 1.
+        """
+        x, placements = self._letterbox_labels(labels)
+        conf = torch.ones(x.shape, device=self.device)
+        return [Segmentation(*restore(x[i], conf[i], p)) for i, p in enumerate(placements)]
+
+    def _letterbox_labels(self, labels):
+        if self.model is None:
+            raise RuntimeError('this Segmenter was closed; build a new one')
+        batch = list(labels) if not (isinstance(labels, np.ndarray) and labels.ndim == 2) else [labels]
+        if not batch:
+            raise ValueError('empty batch: no label maps given')
+        batch = [check_labels(lab, i, self.max_pixels) for i, lab in enumerate(batch)]
+        return letterbox_labels(batch, self.config.image_size, self.device)
 
     def close(self) -> None:
         """Drop the model and free its (GPU) memory."""

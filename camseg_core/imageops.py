@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .labels import IGNORE_INDEX
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -35,6 +37,27 @@ def check_image(image, index: int, max_pixels: int) -> np.ndarray:
     return image
 
 
+def check_labels(labels, index: int, max_pixels: int) -> np.ndarray:
+    """Validate one (H, W) integer trainId map; return it as uint8 or raise ValueError naming the problem."""
+    where = f'label map {index}'
+    if not isinstance(labels, np.ndarray):
+        raise ValueError(f'{where}: expected a numpy array, got {type(labels).__name__}')
+    if labels.ndim != 2 or 0 in labels.shape:
+        raise ValueError(f'{where}: expected a non-empty (H, W) map, got shape {labels.shape}')
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() > 255:
+        raise ValueError(f'{where}: expected trainIds in [0, 255] as integers, got {labels.dtype}')
+    if labels.size > max_pixels:
+        raise ValueError(f'{where}: {labels.size} pixels is more than max_pixels={max_pixels}')
+    return labels.astype(np.uint8, copy=False)
+
+
+def place(h: int, w: int, size: tuple[int, int]) -> Placement:
+    """Where an h x w input goes inside a `size` (H, W) canvas: scaled to fit, aspect ratio kept."""
+    H, W = size
+    scale = min(H / h, W / w)
+    return Placement(h, w, max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale))))
+
+
 def letterbox(images: list[np.ndarray], size: tuple[int, int], device: torch.device
               ) -> tuple[torch.Tensor, list[Placement]]:
     """Resize each image to fit `size` (H, W) keeping its aspect ratio, pad the rest with 0 (mid grey).
@@ -46,8 +69,8 @@ def letterbox(images: list[np.ndarray], size: tuple[int, int], device: torch.dev
     placements = []
     for i, image in enumerate(images):
         h, w = image.shape[:2]
-        scale = min(H / h, W / w)
-        ih, iw = max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))
+        p = place(h, w, size)
+        ih, iw = p.inner_height, p.inner_width
         if not image.flags.writeable:  # e.g. a zero-copy view of a ROS message buffer
             image = image.copy()
         x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
@@ -55,7 +78,26 @@ def letterbox(images: list[np.ndarray], size: tuple[int, int], device: torch.dev
         if (ih, iw) != (h, w):
             x = F.interpolate(x, size=(ih, iw), mode='bilinear', align_corners=False, antialias=ih < h)
         batch[i, :, :ih, :iw] = x[0] / 127.5 - 1.0
-        placements.append(Placement(h, w, ih, iw))
+        placements.append(p)
+    return batch, placements
+
+
+def letterbox_labels(labels: list[np.ndarray], size: tuple[int, int], device: torch.device,
+                     ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, list[Placement]]:
+    """Letterbox (H, W) uint8 label maps like `letterbox` places images, resized by nearest neighbour.
+
+    The padding is `ignore_index`. Returns (N, H, W) uint8 on `device` and each map's placement.
+    """
+    batch = torch.full((len(labels), *size), ignore_index, dtype=torch.uint8, device=device)
+    placements = []
+    for i, label in enumerate(labels):
+        p = place(*label.shape[:2], size)
+        x = torch.from_numpy(np.array(label, dtype=np.uint8, copy=True)).to(device)  # (h, w)
+        if (p.inner_height, p.inner_width) != (p.height, p.width):
+            x = F.interpolate(x[None, None].float(), size=(p.inner_height, p.inner_width),
+                              mode='nearest-exact')[0, 0].to(torch.uint8)
+        batch[i, :p.inner_height, :p.inner_width] = x
+        placements.append(p)
     return batch, placements
 
 

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import torch
+
+from camseg_core import Segmenter
 from camseg_core.cli.eval import main
 from camseg_core.evaluation.corruptions import CORRUPTIONS, corrupt, parse_corruptions
 from camseg_core.evaluation.report import _batches, evaluate, expand_data_spec
-from camseg_core.labels import IGNORE_INDEX, TRAIN_LABELS
+from camseg_core.imageops import letterbox, letterbox_labels
+from camseg_core.labels import CLASS_NAMES, IGNORE_INDEX, TRAIN_LABELS
+from camseg_core.models.baseline import PixelClassifier, baseline_preset
 
 H, W = 64, 128
 
@@ -79,12 +84,61 @@ def test_evaluate_end_to_end(tmp_path, rng, tiny_segmenter):
         assert name in summary['figures']
         _assert_png(out / name)
     report = (out / 'report.md').read_text()
-    for heading in ('## Overall', '## Per class', '## Calibration', '## Corruptions'):
+    for heading in ('## Overall', '## Per class', '## Calibration', '## Where accuracy is lost',
+                    '## Corruptions'):
         assert heading in report
+    # 64x128 labels at the tiny preset's 128x256: nearest up and back down loses nothing.
+    ceilings = data['ceilings']
+    assert ceilings['resolution']['miou'] == 1.0 and ceilings['resolution']['pixel_accuracy'] == 1.0
+    auto = ceilings['autoencoder']
+    assert 0.0 <= auto['miou'] <= 1.0 and list(auto['per_class']) == list(CLASS_NAMES)
+    assert 'ceilings.png' in summary['figures']
+    _assert_png(out / 'ceilings.png')
     for it in items:
         path = pred_dir / 'data' / f'{it["name"]}_pred_trainIds.png'
         _assert_png(path, shape=(H, W))
-        assert np.asarray(Image.open(path)).max() < 19
+        assert set(np.unique(np.asarray(Image.open(path)))) <= set(range(19)) | {IGNORE_INDEX}  # 255: void
+
+
+def test_label_letterbox_places_labels_like_images(rng):
+    label = rng.integers(0, 19, size=(100, 300)).astype(np.uint8)
+    x, placements = letterbox_labels([label], (128, 256), torch.device('cpu'))
+    _, image_placements = letterbox([np.zeros((100, 300, 3), np.uint8)], (128, 256), torch.device('cpu'))
+    p = placements[0]
+    assert placements == image_placements and (p.inner_height, p.inner_width) == (85, 256)
+    assert x.shape == (1, 128, 256) and x.dtype == torch.uint8
+    assert (x[0, 85:] == IGNORE_INDEX).all()  # padding is ignored
+    assert set(np.unique(x[0, :85].numpy())) <= set(np.unique(label))  # nearest: no new ids
+
+
+def test_segmenter_ceilings(rng, tiny_segmenter):
+    blocks = rng.integers(0, 19, size=(8, 8))
+    blocky = np.kron(blocks, np.ones((32, 64), np.int64)).astype(np.uint8)  # (256, 512)
+    noisy = rng.integers(0, 19, size=(256, 512)).astype(np.uint8)
+    kept, lost = tiny_segmenter.resize_labels([blocky, noisy])
+    np.testing.assert_array_equal(kept.labels, blocky)  # 2x down and up: blocks survive
+    assert 0.1 < (lost.labels == noisy).mean() < 0.5 and (kept.confidence == 1).all()
+    assert tiny_segmenter.has_mask_autoencoder
+    auto = tiny_segmenter.autoencode_labels([blocky[:64, :128]])
+    assert len(auto) == 1 and auto[0].labels.shape == (64, 128) and auto[0].labels.dtype == np.uint8
+    conf = auto[0].confidence
+    assert conf.dtype == np.float32 and 0 <= conf.min() <= conf.max() <= 1
+    with pytest.raises(ValueError, match='label map 0'):
+        tiny_segmenter.resize_labels([np.zeros((4, 4, 3), np.uint8)])
+
+
+def test_baseline_reports_only_the_resolution_ceiling(tmp_path, rng):
+    torch.manual_seed(0)
+    baseline = Segmenter(PixelClassifier(baseline_preset('micro')), device='cpu')
+    assert not baseline.has_mask_autoencoder
+    with pytest.raises(ValueError, match='no mask autoencoder'):
+        baseline.autoencode_labels([np.zeros((8, 8), np.uint8)])
+    image, label = _scene(rng)  # 64x128 at the micro preset's 32x64: some resolution is lost
+    summary = evaluate(baseline, {'clear': [{'image': image, 'label': label, 'name': 'a'}]}, tmp_path)
+    ceilings = summary['datasets']['clear']['ceilings']
+    assert ceilings['autoencoder'] is None and 0.5 < ceilings['resolution']['miou'] <= 1.0
+    report = (tmp_path / 'report.md').read_text()
+    assert '## Where accuracy is lost' in report and 'ceilings.png' in summary['figures']
 
 
 def test_batches_group_same_size_images():
@@ -137,8 +191,9 @@ def test_cli(tmp_path, rng, tiny_checkpoint):
     out = tmp_path / 'out'
     common = ['--data', f'generated:{tmp_path / "gen"}', '--out', str(out)]
     assert main(['--checkpoint', str(tiny_checkpoint), *common, '--device', 'cpu', '--steps', '2',
-                 '--max-images', '1', '--save-predictions']) == 0
+                 '--max-images', '1', '--save-predictions', '--no-ceilings']) == 0
     summary = json.loads((out / 'metrics.json').read_text())
+    assert summary['datasets']['clear']['ceilings'] is None and 'ceilings.png' not in summary['figures']
     assert list(summary['datasets']) == ['clear'] and summary['datasets']['clear']['num_images'] == 1
     assert summary['model']['sampler']['steps'] == 2 and summary['corruptions'] is None
     assert (out / 'predictions' / 'clear' / 'aachen_000000_000019_pred_trainIds.png').is_file()

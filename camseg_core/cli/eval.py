@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--severities', type=_int_list, default=[1, 2, 3, 4, 5], help='e.g. 1,3,5')
     p.add_argument('--save-predictions', nargs='?', const='', default=None, metavar='DIR',
                    help='write <name>_pred_trainIds.png per image (default DIR: OUT/predictions)')
+    p.add_argument('--no-ceilings', dest='ceilings', action='store_false',
+                   help='skip the resolution and autoencoder ceilings (ground truth resized, or passed '
+                        'through the mask autoencoder, and scored like predictions)')
     p.add_argument('--num-iter', type=int, help='sampler: MAR iterations')
     p.add_argument('--steps', type=int, help='sampler: diffusion steps per token')
     p.add_argument('--ensemble', type=int, help='sampler: samples per image (majority vote)')
@@ -72,7 +75,8 @@ def main(argv=None) -> int:
         save = Path(args.out) / 'predictions'
     try:
         evaluate(segmenter, datasets, args.out, batch_size=args.batch_size, max_images=args.max_images,
-                 corruptions=corruptions, severities=args.severities, save_predictions=save, seed=args.seed)
+                 corruptions=corruptions, severities=args.severities, save_predictions=save, seed=args.seed,
+                 ceilings=args.ceilings)
     finally:
         segmenter.close()
     print(f'camseg-eval: wrote {Path(args.out) / "report.md"} and metrics.json')

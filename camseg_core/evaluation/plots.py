@@ -99,6 +99,38 @@ def plot_robustness(results: dict[str, dict[int, float]], clean: float, path: st
     return _save(fig, path)
 
 
+def plot_ceilings(rows: dict[str, dict[str, float | None]], path: str | Path,
+                  title: str = 'mIoU: resolution ceiling, autoencoder ceiling, model') -> Path:
+    """Draw grouped bars per subset: resolution ceiling, autoencoder ceiling (if known) and model mIoU.
+
+    rows maps a subset name to {'resolution': v, 'autoencoder': v or None, 'model': v}, values in [0, 1].
+    """
+    kinds = [('resolution', 'resolution ceiling', '#9ecae1'),
+             ('autoencoder', 'autoencoder ceiling', '#fdae6b'), ('model', 'model', '#31a354')]
+    kinds = [k for k in kinds if any(r.get(k[0]) is not None for r in rows.values())]
+    names = list(rows)
+    width = 0.8 / len(kinds)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(names) + 2), 4.2))
+    x = np.arange(len(names))
+    for k, (key, label, colour) in enumerate(kinds):
+        values = [rows[n].get(key) for n in names]
+        xs = x + (k - (len(kinds) - 1) / 2) * width
+        heights = [100 * v if v is not None else 0.0 for v in values]
+        bars = ax.bar(xs, heights, width, label=label, color=colour, edgecolor='black', linewidth=0.3)
+        for bar, v in zip(bars, values):
+            if v is not None:
+                ax.text(bar.get_x() + bar.get_width() / 2, 100 * v + 1, f'{100 * v:.0f}', ha='center',
+                        va='bottom', fontsize=7)
+    ax.set_xticks(x, names, rotation=30 if len(names) > 4 else 0, ha='right' if len(names) > 4 else 'center')
+    ax.set_ylabel('mIoU (%)')
+    ax.set_ylim(0, 122)  # room above 100 for the value labels and the legend
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_title(title)
+    ax.grid(axis='y', alpha=0.3)
+    ax.legend(fontsize=8, loc='upper center', ncol=len(kinds))
+    return _save(fig, path)
+
+
 def plot_samples(samples: list[dict], path: str | Path) -> Path:
     """Draw rows of input / prediction over the input / confidence / ground truth (dicts as `report` has)."""
     if not samples:

@@ -126,9 +126,40 @@ def _run(segmenter, dataset, limit: int, batch_size: int, desc: str, corruption:
     return {'num_images': limit, 'metrics': suite.summary(), 'latency': latency, 'samples': samples}
 
 
+def _ceiling_summary(suite: MetricSuite) -> dict:
+    """Keep the part of a MetricSuite summary a ceiling reports: mIoU, pixel accuracy, IoU per class."""
+    s = suite.summary()
+    return {'miou': s['miou'], 'num_classes_averaged': s['num_classes_averaged'],
+            'pixel_accuracy': s['pixel_accuracy'], 'void_pixels': s['void_pixels'],
+            'ece': s['calibration']['ece'], 'per_class': {n: v['iou'] for n, v in s['per_class'].items()}}
+
+
+def _ceilings(segmenter, dataset, limit: int, batch_size: int, desc: str) -> dict:
+    """
+    Score the ground-truth labels after what the model does to every mask, without the generator.
+
+    'resolution': labels letterboxed to the processing size (nearest) and restored like predictions.
+    'autoencoder' (models with a mask autoencoder, else None): labels at the processing size drawn as a
+    maskige, encoded, decoded to classes and restored. Both are scored against the full-size labels.
+    """
+    suites = {'resolution': (MetricSuite(), segmenter.resize_labels)}
+    if getattr(segmenter, 'has_mask_autoencoder', False):
+        suites['autoencoder'] = (MetricSuite(), segmenter.autoencode_labels)
+    with tqdm(total=limit, desc=f'{desc} ceilings', unit='img', leave=False) as bar:
+        for batch in _batches(dataset, limit, batch_size):
+            labels = [b[2] for b in batch]
+            for suite, run in suites.values():
+                for out, label in zip(run(labels), labels):
+                    suite.update(out.labels, label, out.confidence)
+            bar.update(len(batch))
+    result = {kind: _ceiling_summary(suite) for kind, (suite, _) in suites.items()}
+    result.setdefault('autoencoder', None)
+    return result
+
+
 def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_images: int | None = None,
              corruptions=(), severities=SEVERITIES, save_predictions: str | Path | None = None,
-             seed: int = 0, num_samples: int = 3) -> dict:
+             seed: int = 0, num_samples: int = 3, ceilings: bool = True) -> dict:
     """
     Evaluate `segmenter` on `data` and write metrics.json, report.md and PNG figures into out_dir.
 
@@ -136,7 +167,9 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
     evaluated clean, with up to `max_images` images. corruptions: names from CORRUPTIONS, swept over
     `severities` on the first subset; retention = mIoU(corrupted) / mIoU(clean). save_predictions:
     a directory that receives `<subset>/<name>_pred_trainIds.png`. Latency per image is the batch
-    time divided by the batch size, after one untimed warm-up image. Returns what metrics.json holds.
+    time divided by the batch size, after one untimed warm-up image. ceilings: also score each subset's
+    resolution ceiling and, for a model with a mask autoencoder, its autoencoder ceiling (see `_ceilings`)
+    under 'ceilings' (None when skipped). Returns what metrics.json holds.
     """
     subsets = dict(data) if isinstance(data, Mapping) else {'data': data}
     if not subsets:
@@ -164,6 +197,7 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
         run = _run(segmenter, dataset, limits[name], batch_size, name, save_dir=save_dir,
                    num_samples=num_samples)
         samples[name] = run.pop('samples')
+        run['ceilings'] = _ceilings(segmenter, dataset, limits[name], batch_size, name) if ceilings else None
         results[name] = run
 
     sweep = {}
@@ -183,6 +217,7 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
         'model': {'name': getattr(segmenter, 'name', ''), 'device': str(segmenter.device),
                   'precision': getattr(segmenter, 'precision', ''), 'sampler': asdict(segmenter.sampler)},
         'settings': {'batch_size': batch_size, 'max_images': max_images, 'seed': seed,
+                     'ceilings': ceilings,
                      'corruptions': list(corruptions), 'severities': list(severities),
                      'save_predictions': str(save_predictions) if save_predictions else None},
         'datasets': results,
@@ -206,7 +241,57 @@ def _figures(out: Path, results: dict, samples: dict, sweep: dict) -> list[str]:
     if sweep:
         curves = {c: {int(s): v['retention'] for s, v in by.items()} for c, by in sweep.items()}
         files.append(plots.plot_robustness(curves, 1.0, out / 'robustness.png'))
+    if any(r['ceilings'] for r in results.values()):
+        files.append(plots.plot_ceilings(_ceiling_rows(results), out / 'ceilings.png'))
     return [f.name for f in files]
+
+
+def _ceiling_rows(results: dict) -> dict[str, dict[str, float | None]]:
+    """Subset -> resolution ceiling, autoencoder ceiling and model mIoU (subsets with ceilings only)."""
+    rows = {}
+    for n, r in results.items():
+        c = r['ceilings']
+        if c:
+            rows[n] = {'resolution': c['resolution']['miou'],
+                       'autoencoder': c['autoencoder']['miou'] if c['autoencoder'] else None,
+                       'model': r['metrics']['miou']}
+    return rows
+
+
+def _loss(upper, lower) -> str:
+    return '-' if upper is None or lower is None else f'{100 * (upper - lower):.1f}'
+
+
+def _ceiling_markdown(results: dict) -> list[str]:
+    """Render the report section that splits the mIoU lost into resolution, autoencoder and generator."""
+    rows = _ceiling_rows(results)
+    if not rows:
+        return []
+    lines = ['', '## Where accuracy is lost', '',
+             'Resolution ceiling: the ground truth resized to the processing size (nearest) and back, as',
+             'predictions are. Autoencoder ceiling: the ground truth at the processing size drawn as a',
+             'maskige, encoded, decoded to classes and restored (CAM-Seg only; no generator can beat it).',
+             'mIoU in %; the last three columns are the points lost at each stage.', '',
+             '| subset | resolution ceiling | autoencoder ceiling | model | lost to resolution | '
+             'lost to autoencoder | lost to generator |', '|---|---|---|---|---|---|---|']
+    for n, v in rows.items():
+        ae = v['autoencoder']
+        gen_from = ae if ae is not None else v['resolution']
+        lines.append(f'| {n} | {_pct(v["resolution"])} | {_pct(ae)} | {_pct(v["model"])} | '
+                     f'{_loss(1.0, v["resolution"])} | {_loss(v["resolution"], ae)} | '
+                     f'{_loss(gen_from, v["model"])} |')
+    names = list(rows)
+    lines += ['', 'IoU per class: resolution ceiling / autoencoder ceiling / model.', '',
+              '| class | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]
+    for cls in results[names[0]]['metrics']['per_class']:
+        cells = []
+        for n in names:
+            c = results[n]['ceilings']
+            ae = c['autoencoder']['per_class'][cls] if c['autoencoder'] else None
+            cells.append(f'{_pct(c["resolution"]["per_class"][cls])} / {_pct(ae)} / '
+                         f'{_pct(results[n]["metrics"]["per_class"][cls]["iou"])}')
+        lines.append(f'| {cls} | ' + ' | '.join(cells) + ' |')
+    return lines
 
 
 def _pct(value) -> str:
@@ -246,6 +331,7 @@ def render_markdown(summary: dict) -> str:
         m, cal = r['metrics'], r['metrics']['calibration']
         lines.append(f'| {n} | {m["num_pixels"]} | {_pct(m["pixel_accuracy"])} | '
                      f'{_pct(cal["mean_confidence"])} | {_pct(cal["ece"])} | {_pct(cal["auroc_wrong"])} |')
+    lines += _ceiling_markdown(results)
     sweep = summary['corruptions']
     if sweep:
         sev = summary['settings']['severities']
