@@ -53,6 +53,7 @@ setup(
             'camseg-synth = camseg_core.cli.synth:main',
             'camseg-train = camseg_core.cli.train:main',
             'camseg-eval = camseg_core.cli.eval:main',
+            'camseg-compare = camseg_core.cli.compare:main',
             'segment_node = camseg_ros.node:main',
             'camseg-latency-probe = camseg_ros.latency_probe:main',
             'camseg-bag-eval = camseg_ros.bag_eval:main',

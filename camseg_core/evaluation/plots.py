@@ -131,6 +131,41 @@ def plot_ceilings(rows: dict[str, dict[str, float | None]], path: str | Path,
     return _save(fig, path)
 
 
+def plot_comparison(result: dict, path: str | Path) -> Path:
+    """Draw a `compare` result: mIoU per subset and model (ceilings as markers) above, ECE below."""
+    names, subsets = list(result['models']), result['subsets']
+    width = 0.8 / len(names)
+    size = (max(6.0, 1.1 * len(subsets) * len(names) ** 0.5 + 2), 6.5)
+    fig, (ax, ax_ece) = plt.subplots(2, 1, figsize=size, sharex=True, gridspec_kw={'height_ratios': [3, 2]})
+    x = np.arange(len(subsets))
+    markers = {'resolution': ('_', 'resolution ceiling'), 'autoencoder': ('x', 'autoencoder ceiling')}
+    labelled = set()
+    for k, name in enumerate(names):
+        xs = x + (k - (len(names) - 1) / 2) * width
+        entries = [result['results'][s].get(name) or {} for s in subsets]
+        colour = f'C{k}'
+        for axis, key in ((ax, 'miou'), (ax_ece, 'ece')):
+            axis.bar(xs, [100 * (e.get(key) or 0.0) for e in entries], width, label=name, color=colour,
+                     edgecolor='black', linewidth=0.3)
+        for kind, (marker, label) in markers.items():
+            pts = [(xi, 100 * e['ceilings'][kind]) for xi, e in zip(xs, entries)
+                   if e.get('ceilings') and e['ceilings'].get(kind) is not None]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, s=120, color='black', zorder=3,
+                           label=label if kind not in labelled else None)
+                labelled.add(kind)
+    ax.set_ylabel('mIoU (%)')
+    ax.set_ylim(0, 105)
+    ax.set_title('mIoU and calibration per subset')
+    ax.legend(fontsize=8, ncol=2)
+    ax_ece.set_ylabel('ECE (%)')
+    ax_ece.set_xticks(x, subsets, rotation=30 if len(subsets) > 4 else 0,
+                      ha='right' if len(subsets) > 4 else 'center')
+    for axis in (ax, ax_ece):
+        axis.grid(axis='y', alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_samples(samples: list[dict], path: str | Path) -> Path:
     """Draw rows of input / prediction over the input / confidence / ground truth (dicts as `report` has)."""
     if not samples:

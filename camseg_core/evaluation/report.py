@@ -214,7 +214,9 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
 
     summary = {
         'created': datetime.datetime.now().isoformat(timespec='seconds'),
-        'model': {'name': getattr(segmenter, 'name', ''), 'device': str(segmenter.device),
+        'model': {'name': getattr(segmenter, 'name', ''),
+                  'model_type': getattr(getattr(segmenter, 'model', None), 'model_type', ''),
+                  'device': str(segmenter.device),
                   'precision': getattr(segmenter, 'precision', ''), 'sampler': asdict(segmenter.sampler)},
         'settings': {'batch_size': batch_size, 'max_images': max_images, 'seed': seed,
                      'ceilings': ceilings,

@@ -1,0 +1,119 @@
+"""The model a stage trains: built from a preset, an init checkpoint or a saved training state."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..checkpoint import (CheckpointError, build_model, load_pretrained, read_config, read_weights,
+                          state_dict_mismatch)
+from ..config import PRESETS, preset
+from ..labels import encode_maskige
+from ..models.baseline import BASELINE_PRESETS, baseline_preset
+from ..models.camseg import CamSeg
+from .data import PairData
+
+if TYPE_CHECKING:
+    from .stages import StageOptions
+
+
+def _load_init(path: Path, model_type: str, image_size) -> nn.Module:
+    """Load a model from an init checkpoint; a new image_size keeps only the size-independent weights."""
+    _, header = read_config(path)
+    if header.get('model_type', 'camseg') != model_type:
+        raise CheckpointError(f'{path}: a {header.get("model_type")!r} checkpoint, expected {model_type!r}')
+    old, _ = load_pretrained(path)
+    if image_size is None or tuple(image_size) == tuple(old.config.image_size):
+        return old.train()
+    config = dict(header['config'], image_size=tuple(image_size))
+    model = build_model(model_type, config)
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in old.state_dict().items() if k in own and own[k].shape == v.shape},
+                          strict=False)
+    return model
+
+
+def init_stage(path: Path) -> str | None:
+    """Return the training stage that wrote checkpoint `path` ('vae', 'segmenter', ...), or None."""
+    return read_config(path)[1].get('meta', {}).get('stage')
+
+
+def _autoencoder_from(path: Path, image_size) -> CamSeg:
+    """Build a fresh CAM-Seg with only the autoencoder of a 'vae' run (that stage never trains the rest)."""
+    path, header = read_config(path)
+    config = dict(header['config'], image_size=tuple(image_size)) if image_size else header['config']
+    model = build_model('camseg', config)
+    state = {k: v for k, v in read_weights(path).items() if k.startswith('autoencoder.')}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith('autoencoder.')}
+    problem = state_dict_mismatch(own, state)
+    if problem:
+        raise CheckpointError(f'{path}: the autoencoder weights do not match its config: {problem}')
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def freeze(stage: str, model: nn.Module) -> nn.Module:
+    """Freeze what `stage` does not train: the autoencoder for 'segmenter', transformer and head for 'vae'."""
+    if stage == 'segmenter':
+        model.autoencoder.requires_grad_(False).eval()
+    elif stage == 'vae':
+        model.transformer.requires_grad_(False)
+        model.head.requires_grad_(False)
+    return model
+
+
+def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> nn.Module:
+    """Build the full model a stage trains and saves, with the parts it does not train frozen.
+
+    When resuming, the model is rebuilt from the configuration stored in the training state.
+    """
+    if resume_header is not None:
+        return freeze(opts.stage, build_model(resume_header['model_type'], resume_header['model_config']))
+    if opts.stage == 'baseline':
+        if opts.init is not None:
+            return _load_init(opts.init, 'baseline', opts.image_size)
+        config = baseline_preset(opts.preset)
+        if opts.image_size:
+            config.image_size = tuple(opts.image_size)
+        return build_model('baseline', config.to_dict())
+    if opts.stage == 'segmenter':
+        if opts.init is None:
+            raise ValueError('the segmenter stage needs --init DIR: the checkpoint written by the vae stage')
+        if init_stage(opts.init) == 'vae':
+            return freeze('segmenter', _autoencoder_from(opts.init, opts.image_size))
+        return freeze('segmenter', _load_init(opts.init, 'camseg', opts.image_size))
+    if opts.init is not None:
+        model = _load_init(opts.init, 'camseg', opts.image_size)
+    else:
+        config = preset(opts.preset)
+        if opts.image_size:
+            config.image_size = tuple(opts.image_size)
+        model = build_model('camseg', config.to_dict())
+    return freeze('vae', model)
+
+
+def check_preset(stage: str, name: str) -> None:
+    """Raise ValueError if `name` is not a preset of this stage's model."""
+    names = BASELINE_PRESETS if stage == 'baseline' else PRESETS
+    if name not in names:
+        raise ValueError(f'unknown preset {name!r} for stage {stage!r}; choose from {sorted(names)}')
+
+
+@torch.no_grad()
+def calibrate_latent_scale(model: CamSeg, dataset: Dataset, device: torch.device, items: int = 64) -> float:
+    """Set the autoencoder's latent scale to 1 / std of the mask latents of the first `items` items.
+
+    The head diffuses mask tokens on a schedule made for unit-variance data; an autoencoder trained here has
+    its own latent spread, so the segmenter stage rescales before it starts (as latent diffusion does).
+    Deterministic (letterboxed items, posterior modes), so every rank computes the same value.
+    """
+    data = PairData(dataset, model.config.image_size, augment=False, seed=0)
+    labels = torch.stack([data[i]['label'] for i in range(min(items, len(data)))]).to(device)
+    ae = model.autoencoder
+    ae.set_scaling_factor(1.0)
+    latents = torch.cat([ae.encode(encode_maskige(labels[i:i + 16])) for i in range(0, len(labels), 16)])
+    ae.set_scaling_factor(1.0 / float(latents.float().std().clamp_min(1e-6)))
+    return ae.scaling_factor
