@@ -100,9 +100,9 @@ def test_fused_ema_update_equals_the_per_tensor_one(tmp_path):
 
 
 def run_args(data, out, *extra):
-    return ['baseline', '--data', data, '--preset', 'micro', '--out', str(out), '--steps', '3', '--save-every',
-            '2', '--sample-every', '0', '--batch-size', '2', '--workers', '0', '--warmup', '1',
-            '--image-size', '32x64', *extra]
+    return ['baseline', '--data', data, '--preset', 'micro', '--out', str(out), '--steps', '3',
+            '--save-every', '2', '--sample-every', '0', '--batch-size', '2', '--workers', '0',
+            '--warmup', '1', '--image-size', '32x64', *extra]
 
 
 @pytest.fixture(scope='module')
@@ -165,6 +165,6 @@ def test_resume_into_fp16_without_a_scaler_state(capsys, data, run):
     with pytest.raises(ValueError, match='no gradient scaler state'):
         trainer.resume()
     assert trainer.resume(fresh_scaler=True) == 2
-    assert train([*run_args(data, run, '--resume', '--precision', 'fp16', '--allow-change', 'precision')]) == 0
+    assert train(run_args(data, run, '--resume', '--precision', 'fp16', '--allow-change', 'precision')) == 0
     state = json.loads((run / 'train_state.json').read_text())
     assert state['step'] == 3 and state['scaler']['scale'] > 0
