@@ -7,8 +7,13 @@ from collections import deque
 
 import numpy as np
 
-COUNTERS = ('received', 'published', 'replaced', 'dropped_stale', 'dropped_bad_input', 'dropped_errors')
-SAMPLES = ('processing_ms', 'frame_age_ms')
+# Every received frame ends in exactly one of the counters after 'received' (once the node is idle).
+COUNTERS = ('received', 'published', 'replaced', 'unsubscribed', 'dropped_stale', 'dropped_bad_input',
+            'dropped_errors', 'dropped_inactive')
+PROBLEMS = ('dropped_stale', 'dropped_bad_input', 'dropped_errors')  # reported as a warning
+# wait: receipt -> start of inference (what staleness is judged on); in_node: receipt -> published;
+# stamp_offset: node clock at receipt - header stamp (for reporting only: recorded or unsynchronised stamps).
+SAMPLES = ('wait_ms', 'processing_ms', 'in_node_ms', 'stamp_offset_ms')
 
 
 class PipelineStats:
@@ -50,7 +55,7 @@ class PipelineStats:
 
 def status_level(snap: dict, active: bool) -> tuple[int, str]:
     """(level 0 OK / 1 WARN, message) for a snapshot."""
-    problems = [f'{snap[k + "_since_last"]} {k.replace("_", " ")}' for k in COUNTERS[3:]
+    problems = [f'{snap[k + "_since_last"]} {k.replace("_", " ")}' for k in PROBLEMS
                 if snap[k + '_since_last']]
     if not active:
         return 1, 'not active'

@@ -1,52 +1,57 @@
 """`segment_node`: a lifecycle node that segments camera images with `camseg_core.api.Segmenter`.
 
-Subscriptions only store the newest frame of each camera; one worker thread batches the newest
-frames of all cameras into one `segment()` call and publishes mask, confidence, colour and overlay
-with the input header. Run it with
-`segment_node --ros-args --params-file config/segment.yaml -r image:=/camera/image_raw`.
+Subscriptions only store the newest frame of each camera with its receipt time; one worker thread
+batches the newest frames of all cameras into one `segment()` call and publishes, with the input header,
+each output that someone subscribes to (mask, confidence, colour, overlay, camera_info). Staleness is the
+time a frame waited inside the node, so recorded stamps, unsynchronised cameras and sim time all work. Run
+it with `segment_node --ros-args --params-file config/segment.yaml -r image:=/camera/image_raw`.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+import copy
 import dataclasses
 import json
 import sys
 import threading
 import time
 
-import cv2
 import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_system_default)
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from camseg_core.api import Segmenter
 from camseg_core.assets import resolve_checkpoint
-from camseg_core.labels import IGNORE_INDEX, colorize, labels_as_dicts
+from camseg_core.labels import labels_as_dicts
 from camseg_ros import params
 from camseg_ros.diagnostics import PipelineStats, to_diagnostic_array
 from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb, stamp_ns
+from camseg_ros.outputs import ENCODINGS, render, scale_camera_info, to_processing_resolution
 
-OUTPUTS = ('mask', 'confidence', 'color', 'overlay')
+OUTPUTS = tuple(ENCODINGS)  # mask, confidence, color, overlay
 WARN_PERIOD_S = 5.0  # throttle of repeated warnings
-OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+DIAGNOSTICS_PERIOD_S = 1.0  # on the steady clock: diagnostics go on while sim time stands still
+NEGATIVE_OFFSET_TOLERANCE_MS = 10.0  # stamps this far ahead of the node clock are reported
 LABELS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def input_qos(name: str) -> QoSProfile:
-    """Return the input QoS for a `qos` parameter value: sensor_data is best effort, keep last 1."""
+def qos_profile(name: str, reliable_depth: int = 1) -> QoSProfile:
+    """Return the QoS of a `qos` / `output_qos` value: sensor_data is best effort, keep last 1."""
     if name == 'sensor_data':
         return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
     if name == 'reliable':
-        return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+        return QoSProfile(depth=reliable_depth, history=HistoryPolicy.KEEP_LAST,
+                          reliability=ReliabilityPolicy.RELIABLE)
     return qos_profile_system_default
 
 
@@ -63,14 +68,18 @@ class SegmentNode(LifecycleNode):
         self.settings = params.declare(self)
         self.stats = PipelineStats()
         self.seg: Segmenter | None = None
-        self.configure_error = ''
+        self.transition_error = ''  # why the last configure or activate failed
         self._cameras: list[str] = []
-        self._pubs: dict[str, dict] = {}  # camera -> output name -> publisher
+        self._pubs: dict[str, dict] = {}  # camera -> output name (and 'camera_info') -> publisher
         self._subs = []
-        self._slots: dict[str, tuple] = {}  # camera -> (msg, receipt time ns): the newest frame only
+        self._slots: dict[str, tuple] = {}  # camera -> (msg, monotonic receipt ns): the newest frame only
+        self._camera_info: dict[str, CameraInfo] = {}  # camera -> its newest CameraInfo
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        # Each activation and deactivation starts a generation; results of an older one are never published.
+        self._generation = 0
+        self._publish_lock = threading.Lock()
         self._labels_pub = self._diag_pub = self._diag_timer = None
         # Every torch call (model load, inference, release) runs on this one thread: on a small CPU, torch
         # work split over two threads (load on the executor thread, inference on a worker) ran ~1.8x slower.
@@ -90,43 +99,66 @@ class SegmentNode(LifecycleNode):
                 Segmenter.from_pretrained, resolve_checkpoint(s.checkpoint), device=s.device,
                 precision=s.precision, max_pixels=s.max_input_pixels, **s.sampler_kwargs()).result()
         except Exception as e:  # any load failure leaves the node unconfigured, with the cause logged
-            self.configure_error = f'{type(e).__name__}: {e}'
-            self.get_logger().error(f'configure failed: {self.configure_error}')
-            return TransitionCallbackReturn.FAILURE
-        self.configure_error = ''
+            return self._fail('configure', e)
+        self.transition_error = ''
         self._cameras = list(self.settings.cameras) or ['']
-        self._pubs = {cam: {out: self.create_publisher(Image, topic(cam, f'segmentation/{out}'), OUTPUT_QOS)
+        qos = qos_profile(self.settings.output_qos, reliable_depth=2)
+        self._pubs = {cam: {out: self.create_publisher(Image, topic(cam, f'segmentation/{out}'), qos)
                             for out in OUTPUTS} for cam in self._cameras}
+        if self.settings.camera_info:
+            for cam in self._cameras:
+                self._pubs[cam]['camera_info'] = self.create_publisher(
+                    CameraInfo, topic(cam, 'segmentation/camera_info'), qos)
         self._labels_pub = self.create_publisher(String, 'segmentation/labels', LABELS_QOS)
         self._labels_pub.publish(String(data=json.dumps(labels_as_dicts())))
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f'model {self.seg.name} on {self.seg.device} ({self.seg.precision}), '
                                f'cameras {self._cameras}, sampler {self.seg.sampler}')
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        """Subscribe to every camera and start the inference worker."""
+        """Run one warm-up inference, subscribe to every camera and start the inference worker."""
+        try:  # first-call allocations happen here, and a model that cannot run fails here, not on frame 1
+            blank = np.zeros((*self.seg.config.image_size, 3), np.uint8)  # (H, W, 3) at the processing size
+            self._torch.submit(self.seg.segment, blank).result()
+        except Exception as e:
+            return self._fail('activate', e)
         compressed = self.settings.input_transport == 'compressed'
         kind, name = (CompressedImage, 'image/compressed') if compressed else (Image, 'image')
-        qos = input_qos(self.settings.qos)
+        qos = qos_profile(self.settings.qos)
         self._subs = [self.create_subscription(kind, topic(cam, name),
                                                lambda msg, c=cam: self._on_frame(c, msg), qos)
                       for cam in self._cameras]
-        self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name='camseg-inference', daemon=True)
+        if self.settings.camera_info:
+            self._subs += [self.create_subscription(CameraInfo, topic(cam, 'camera_info'),
+                                                    lambda msg, c=cam: self._camera_info.__setitem__(c, msg),
+                                                    qos_profile('sensor_data'))
+                           for cam in self._cameras]
+        with self._publish_lock:
+            self._generation += 1
+            generation = self._generation
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, args=(generation, self._stop),
+                                        name='camseg-inference', daemon=True)
         self._worker.start()
         self.get_logger().info(f'active: listening on {[s.topic_name for s in self._subs]}')
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        """Unsubscribe, stop the worker and release cached GPU memory."""
-        self._stop_worker()
+        """Unsubscribe and stop the worker without waiting for a running inference; free cached GPU memory.
+
+        An inference still running finishes on the torch thread, but its results are not published.
+        """
+        with self._publish_lock:  # waits for at most one frame's publish calls
+            self._generation += 1
+        self._stop_worker(wait=False)
         for sub in self._subs:
             self.destroy_subscription(sub)
-        self._subs = []
+        self._subs, self._camera_info = [], {}
         if self.seg is not None and self.seg.device.type == 'cuda':
-            self._torch.submit(torch.cuda.empty_cache).result()
+            self._torch.submit(torch.cuda.empty_cache)  # after a running inference, without waiting
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -144,6 +176,11 @@ class SegmentNode(LifecycleNode):
         """Recover to unconfigured."""
         return self.on_shutdown(state)
 
+    def _fail(self, transition: str, error: Exception) -> TransitionCallbackReturn:
+        self.transition_error = f'{transition} failed: {type(error).__name__}: {error}'
+        self.get_logger().error(self.transition_error)
+        return TransitionCallbackReturn.FAILURE
+
     def _release(self) -> None:
         for pubs in self._pubs.values():
             for pub in pubs.values():
@@ -160,18 +197,18 @@ class SegmentNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         """Stop the worker thread before the node goes away."""
-        self._stop_worker()
+        self._stop_worker(wait=True)
         self._torch.shutdown(wait=True)
         super().destroy_node()
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, wait: bool) -> None:
         self._stop.set()
         with self._cond:
             self._slots.clear()
             self._cond.notify_all()
-        if self._worker is not None:
+        if wait and self._worker is not None:
             self._worker.join()
-            self._worker = None
+        self._worker = None
 
     # ---- parameters ----
     def _on_set_parameters(self, changes) -> SetParametersResult:
@@ -198,50 +235,78 @@ class SegmentNode(LifecycleNode):
 
     # ---- data path ----
     def _on_frame(self, camera: str, msg) -> None:
-        """Keep only the newest frame of each camera; the worker takes it when it is free."""
+        """Keep only the newest frame of each camera with its receipt time; the worker takes it when free."""
+        received = time.monotonic_ns()
         self.stats.count('received')
-        received = self.get_clock().now().nanoseconds
+        stamp = stamp_ns(msg.header)
+        if stamp:  # for reporting only: never used to drop frames
+            offset_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
+            self.stats.add_sample('stamp_offset_ms', offset_ms)
+            self._check_offset(camera, offset_ms)
         with self._cond:
             if camera in self._slots:
                 self.stats.count('replaced')
             self._slots[camera] = (msg, received)
             self._cond.notify()
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
+    def _check_offset(self, camera: str, offset_ms: float) -> None:
+        name = camera or 'image'
+        if offset_ms > self.settings.stamp_offset_warn_ms:
+            self._warn('stamps_behind', f'{name}: header stamps are {offset_ms:.0f} ms behind the node clock '
+                       '(recorded data, a camera clock not synchronised, or use_sim_time without /clock?); '
+                       'frames are still processed: staleness is measured from their receipt')
+        elif offset_ms < -NEGATIVE_OFFSET_TOLERANCE_MS:
+            self._warn('stamps_ahead', f'{name}: header stamps are {-offset_ms:.0f} ms ahead of the node '
+                       'clock (use_sim_time without /clock, or clocks not synchronised?)')
+
+    def _work(self, generation: int, stop: threading.Event) -> None:
+        while not stop.is_set():
             with self._cond:
-                self._cond.wait_for(lambda: self._slots or self._stop.is_set(), timeout=0.5)
+                self._cond.wait_for(lambda: self._slots or stop.is_set(), timeout=0.5)
+                if stop.is_set():
+                    return
                 frames, self._slots = self._slots, {}
-            if frames and not self._stop.is_set():
+            if frames:
                 try:
-                    self._process(frames)
+                    self._process(frames, generation)
                 except Exception as e:  # e.g. publishing while the context shuts down: keep the worker alive
                     self.stats.count('dropped_errors', len(frames))
                     self._warn('error', f'frame processing failed: {type(e).__name__}: {e}')
 
-    def _process(self, frames: dict[str, tuple]) -> None:
-        s = self.settings
-        now = self.get_clock().now().nanoseconds
-        batch = []  # (camera, header, rgb, stamp ns)
+    def _process(self, frames: dict[str, tuple], generation: int) -> None:
+        s, seg = self.settings, self.seg
+        now = time.monotonic_ns()
+        batch = []  # (camera, header, rgb, receipt ns, input (width, height), wanted outputs)
         for camera, (msg, received) in sorted(frames.items()):
-            stamp = stamp_ns(msg.header) or received
-            age_ms = (now - stamp) / 1e6
-            if s.max_frame_age_ms > 0 and age_ms > s.max_frame_age_ms:
+            wait_ms = (now - received) / 1e6
+            self.stats.add_sample('wait_ms', wait_ms)
+            if s.max_wait_ms > 0 and wait_ms > s.max_wait_ms:
                 self.stats.count('dropped_stale')
-                self._warn('stale', f'{camera or "image"}: dropped a frame {age_ms:.0f} ms old '
-                           f'(max_frame_age_ms={s.max_frame_age_ms:g})')
+                self._warn('stale', f'{camera or "image"}: dropped a frame that waited {wait_ms:.0f} ms '
+                           f'in the node (max_wait_ms={s.max_wait_ms:g})')
+                continue
+            wanted = self._wanted(camera)
+            if not wanted:
+                self.stats.count('unsubscribed')
                 continue
             try:
-                decode = compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb
-                batch.append((camera, msg.header, decode(msg, s.max_input_pixels), stamp))
+                if isinstance(msg, CompressedImage):
+                    rgb = compressed_to_rgb(msg, s.max_input_pixels)
+                else:
+                    rgb = image_to_rgb(msg, s.max_input_pixels, s.mono16_bits)
             except ValueError as e:
                 self.stats.count('dropped_bad_input')
                 self._warn('bad_input', f'{camera or "image"}: bad input dropped: {e}')
+                continue
+            size = (rgb.shape[1], rgb.shape[0])
+            if s.output_resolution == 'processing':
+                rgb = to_processing_resolution(rgb, seg.config.image_size)
+            batch.append((camera, msg.header, rgb, received, size, wanted))
         if not batch:
             return
         start = time.perf_counter()
         try:
-            results = self._torch.submit(self.seg.segment, [rgb for _, _, rgb, _ in batch]).result()
+            results = self._torch.submit(seg.segment, [item[2] for item in batch]).result()
         except torch.cuda.OutOfMemoryError:
             self.stats.count('dropped_errors', len(batch))
             self._torch.submit(torch.cuda.empty_cache).result()
@@ -256,31 +321,36 @@ class SegmentNode(LifecycleNode):
             self._warn('error', f'segmentation failed: {type(e).__name__}: {e}')
             return
         self.stats.add_sample('processing_ms', (time.perf_counter() - start) * 1e3)
-        for (camera, header, rgb, stamp), result in zip(batch, results):
-            self._publish(camera, header, rgb, result)
-            self.stats.count('published')
-            self.stats.add_sample('frame_age_ms', (self.get_clock().now().nanoseconds - stamp) / 1e6)
+        for item, result in zip(batch, results):
+            self._publish(generation, *item, result)
 
-    def _publish(self, camera: str, header, rgb: np.ndarray, result) -> None:
+    def _wanted(self, camera: str) -> set[str]:
+        """Return the outputs of a camera that are enabled and subscribed (camera_info included)."""
         s, pubs = self.settings, self._pubs[camera]
-        labels = result.labels
-        if s.confidence_threshold > 0:
-            uncertain = result.confidence < s.confidence_threshold
-            labels = np.where(uncertain, IGNORE_INDEX, labels).astype(np.uint8)
-        pubs['mask'].publish(fill_image(Image(header=header), labels, 'mono8'))
-        pubs['confidence'].publish(fill_image(Image(header=header), result.confidence, '32FC1'))
-        want_color = s.publish_color and pubs['color'].get_subscription_count() > 0
-        want_overlay = s.publish_overlay and pubs['overlay'].get_subscription_count() > 0
-        if not (want_color or want_overlay):
-            return
-        color = colorize(labels)  # (H, W, 3)
-        if want_color:
-            pubs['color'].publish(fill_image(Image(header=header), color, 'rgb8'))
-        if want_overlay:
-            alpha = s.overlay_alpha
-            blend = cv2.addWeighted(np.ascontiguousarray(rgb), 1.0 - alpha, color, alpha, 0.0)
-            blend = np.where((labels == IGNORE_INDEX)[:, :, None], rgb, blend)  # unlabelled: the input as is
-            pubs['overlay'].publish(fill_image(Image(header=header), blend, 'rgb8'))
+        enabled = {'color': s.publish_color, 'overlay': s.publish_overlay,
+                   'camera_info': camera in self._camera_info}
+        return {name for name, pub in pubs.items()
+                if enabled.get(name, True) and pub.get_subscription_count() > 0}
+
+    def _publish(self, generation: int, camera: str, header, rgb: np.ndarray, received: int, size, wanted,
+                 result) -> None:
+        s, pubs = self.settings, self._pubs[camera]
+        arrays = render(wanted, result.labels, result.confidence, rgb, s.confidence_threshold,
+                        s.overlay_alpha)
+        messages = {name: fill_image(Image(header=header), array, ENCODINGS[name])
+                    for name, array in arrays.items()}
+        if 'camera_info' in wanted:
+            info = copy.deepcopy(self._camera_info[camera])
+            info.header = header
+            messages['camera_info'] = scale_camera_info(info, rgb.shape[1], rgb.shape[0], *size)
+        with self._publish_lock:
+            if generation != self._generation:  # deactivated meanwhile
+                self.stats.count('dropped_inactive')
+                return
+            for name, msg in messages.items():
+                pubs[name].publish(msg)
+        self.stats.count('published')
+        self.stats.add_sample('in_node_ms', (time.monotonic_ns() - received) / 1e6)
 
     def _warn(self, kind: str, text: str) -> None:
         """Log a warning at most once per WARN_PERIOD_S for each kind of problem."""
@@ -291,31 +361,35 @@ class SegmentNode(LifecycleNode):
 
     # ---- diagnostics ----
     def _publish_diagnostics(self) -> None:
-        seg = self.seg
-        extra = {'state': 'active' if self._worker is not None else 'inactive'}
+        seg, active = self.seg, self._worker is not None
+        extra = {'state': 'active' if active else 'inactive',
+                 'clock': 'sim' if self.get_parameter('use_sim_time').value else 'system'}
         if seg is not None:
             gpu = (f'{torch.cuda.memory_allocated(seg.device) / 2**20:.1f}' if seg.device.type == 'cuda'
                    else 'n/a')
             extra.update(device=str(seg.device), model=seg.name, precision=seg.precision,
                          gpu_memory_mb=gpu, sampler=str(seg.sampler),
-                         confidence_threshold=self.settings.confidence_threshold)
+                         confidence_threshold=self.settings.confidence_threshold,
+                         output_resolution=self.settings.output_resolution)
         array = to_diagnostic_array(self.stats.snapshot(), self.get_clock().now().to_msg(),
                                     f'{self.get_name()}: segmentation', self.get_fully_qualified_name(),
-                                    self._worker is not None, extra)
+                                    active, extra)
         self._diag_pub.publish(array)
 
 
 def main(args=None) -> int:
-    """Run the node; with autostart a failed configure exits with status 1."""
+    """Run the node; with autostart a failed configure or activate exits with status 1 and the reason."""
     try:
         with rclpy.init(args=args):
             node = SegmentNode()
             try:
                 if node.settings.autostart:
-                    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                        node.get_logger().fatal(f'cannot start: {node.configure_error or "configure failed"}')
-                        return 1
-                    node.trigger_activate()
+                    for step, trigger in (('configure', node.trigger_configure),
+                                          ('activate', node.trigger_activate)):
+                        if trigger() != TransitionCallbackReturn.SUCCESS:
+                            reason = node.transition_error or f'{step} failed'
+                            node.get_logger().fatal(f'cannot start: {reason}')
+                            return 1
                 rclpy.spin(node)
             finally:
                 node.destroy_node()

@@ -9,9 +9,11 @@ from camseg_core.config import SamplerConfig
 
 SAMPLER_PARAMS = ('num_iter', 'steps', 'scheduler', 'temperature', 'ensemble', 'seed')
 # Changeable while the node runs (`ros2 param set`); the others apply on the next configure.
-RUNTIME_PARAMS = SAMPLER_PARAMS + ('confidence_threshold', 'max_frame_age_ms', 'publish_color',
-                                   'publish_overlay', 'overlay_alpha')
+RUNTIME_PARAMS = SAMPLER_PARAMS + ('confidence_threshold', 'max_wait_ms', 'stamp_offset_warn_ms',
+                                   'mono16_bits', 'output_resolution', 'publish_color', 'publish_overlay',
+                                   'overlay_alpha')
 QOS_CHOICES = ('sensor_data', 'reliable', 'system_default')
+RESOLUTIONS = ('input', 'processing')
 TRANSPORTS = ('raw', 'compressed')
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
@@ -32,9 +34,14 @@ class NodeSettings:
     ensemble: int = 1  # samples per frame, majority vote (run time)
     seed: int = 0  # sampler seed; -1 draws a fresh one per frame (run time)
     confidence_threshold: float = 0.0  # mask pixels below this confidence are 255 (run time)
-    max_frame_age_ms: float = 500.0  # frames older than this when their turn comes are dropped; 0: never
+    max_wait_ms: float = 500.0  # drop frames that waited longer in the node (receipt -> inference); 0: never
+    stamp_offset_warn_ms: float = 1000.0  # warn when clock - header stamp exceeds this (or is negative)
+    mono16_bits: int = 16  # significant bits of 16-bit images (12-bit camera: 12); 0: each frame's range
     input_transport: str = 'raw'  # raw: <cam>/image (Image); compressed: <cam>/image/compressed (JPEG/PNG)
     qos: str = 'sensor_data'  # input QoS: sensor_data (best effort, last 1), reliable, system_default
+    camera_info: bool = True  # subscribe <cam>/camera_info, republish it as <cam>/segmentation/camera_info
+    output_resolution: str = 'input'  # input: outputs at the input size; processing: at the model's size
+    output_qos: str = 'reliable'  # output QoS: reliable (keep last 2), sensor_data or system_default
     publish_color: bool = True  # colour mask, computed only while subscribed (run time)
     publish_overlay: bool = True  # colour blended over the input, only while subscribed (run time)
     overlay_alpha: float = 0.5  # weight of the colour mask in the overlay (run time)
@@ -62,9 +69,13 @@ def check_value(name: str, value, settings: NodeSettings) -> str | None:
         'device': (lambda v: bool(_DEVICE.match(v)), 'must be auto, cpu, cuda or cuda:N'),
         'precision': (lambda v: v in PRECISIONS, f'must be one of {PRECISIONS}'),
         'confidence_threshold': (lambda v: 0.0 <= v <= 1.0, 'must be in [0, 1]'),
-        'max_frame_age_ms': (lambda v: v >= 0.0, 'must be >= 0 (0 disables the limit)'),
+        'max_wait_ms': (lambda v: v >= 0.0, 'must be >= 0 (0 disables the limit)'),
+        'stamp_offset_warn_ms': (lambda v: v > 0.0, 'must be > 0'),
+        'mono16_bits': (lambda v: 0 <= v <= 16, 'must be 0 (the data range) or 1..16 bits'),
         'input_transport': (lambda v: v in TRANSPORTS, f'must be one of {TRANSPORTS}'),
         'qos': (lambda v: v in QOS_CHOICES, f'must be one of {QOS_CHOICES}'),
+        'output_qos': (lambda v: v in QOS_CHOICES, f'must be one of {QOS_CHOICES}'),
+        'output_resolution': (lambda v: v in RESOLUTIONS, f'must be one of {RESOLUTIONS}'),
         'overlay_alpha': (lambda v: 0.0 <= v <= 1.0, 'must be in [0, 1]'),
         'max_input_pixels': (lambda v: v > 0, 'must be positive'),
         'cameras': (lambda v: all(_NAME.match(c) for c in v) and len(set(v)) == len(v),

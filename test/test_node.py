@@ -20,7 +20,8 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from camseg_core.labels import labels_as_dicts  # noqa: E402
@@ -29,8 +30,9 @@ from camseg_ros.process import NODE_ENV, start_node, stop_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 OUTPUTS = {'mask': 'mono8', 'confidence': '32FC1', 'color': 'rgb8', 'overlay': 'rgb8'}
-NODE_PARAMS = {'device': 'cpu', 'steps': 1, 'scheduler': 'ddim', 'max_frame_age_ms': 3000.0,
-               'max_input_pixels': 2_000_000}
+# Everything else (max_wait_ms, QoS, ...) as config/segment.yaml ships it.
+NODE_PARAMS = {'device': 'cpu', 'steps': 1, 'scheduler': 'ddim', 'max_input_pixels': 2_000_000}
+DAY_NS = 86_400 * 10**9
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 RNG = np.random.default_rng(0)
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'segment.yaml'
@@ -47,17 +49,19 @@ class Harness:
         self.executor.add_node(self.node)
         self.received = defaultdict(dict)  # topic -> header stamp ns -> (receipt ns, msg)
         self.diagnostics = {}  # status name -> latest {key: value}
+        self.diagnostic_stamps = defaultdict(list)  # status name -> header stamps (ns) of its reports
         self.pubs = {}
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
             self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+            self.diagnostic_stamps[status.name].append(stamp_ns(msg.header))
 
-    def listen(self, topic: str) -> None:
+    def listen(self, topic: str, kind=Image):
         def record(msg, topic=topic):
             self.received[topic][stamp_ns(msg.header)] = (time.time_ns(), msg)
-        self.node.create_subscription(Image, topic, record, RELIABLE)
+        return self.node.create_subscription(kind, topic, record, RELIABLE)
 
     def publish(self, topic: str, msg, stamp: int | None = None) -> int:
         if topic not in self.pubs:  # a new publisher: wait until the node's subscription is matched
@@ -74,11 +78,15 @@ class Harness:
             self.executor.spin_once(timeout_sec=0.02)
         return bool(predicate())
 
-    def exchange(self, msg, prefix: str = '', topic: str = 'image', outputs=tuple(OUTPUTS), tries: int = 3):
-        """Publish a frame (re-sent if unanswered) and return {output: msg} with the same stamp."""
+    def exchange(self, msg, prefix: str = '', topic: str = 'image', outputs=tuple(OUTPUTS), tries: int = 3,
+                 keep_stamp: bool = False):
+        """Publish a frame (re-sent if unanswered) and return {output: msg} with the same stamp.
+
+        The frame is stamped now, unless `keep_stamp`.
+        """
         names = [f'{prefix}segmentation/{out}' for out in outputs]
         for _ in range(tries):
-            stamp = self.publish(prefix + topic, msg)
+            stamp = self.publish(prefix + topic, msg, stamp_ns(msg.header) if keep_stamp else None)
             if self.spin_until(lambda: all(stamp in self.received[n] for n in names), 20):
                 return {out: self.received[n][stamp][1] for out, n in zip(outputs, names)}
         raise AssertionError(f'no {names} for a frame on {prefix + topic}')
@@ -139,7 +147,10 @@ def ros(tmp_path_factory, tiny_checkpoint):
     for prefix in ('', 'cam_a/', 'cam_b/'):
         for out in OUTPUTS:
             harness.listen(f'{prefix}segmentation/{out}')
+    harness.listen('segmentation/camera_info', CameraInfo)
     harness.checkpoint, harness.tmp, harness.procs, harness.logs = checkpoint, tmp, procs, logs
+    harness.domain = domain
+    logs['sim'] = tmp / 'sim.log'
     try:
         yield harness
     finally:
@@ -178,6 +189,9 @@ def test_encodings_sizes_and_headers(ros):
         (image(big, 'rgb8', frame_id='hd'), 720, 1280),
         (image(RNG.integers(0, 256, (50, 140), dtype=np.uint8), 'mono16', pad=4, width=70, bigendian=1),
          50, 70),
+        (image(RNG.integers(0, 256, (20, 60), dtype=np.uint8), '16UC1', width=30), 20, 30),
+        (image(RNG.integers(0, 256, (24, 32, 6), dtype=np.uint8), 'rgb16', pad=2), 24, 32),
+        (image(RNG.integers(0, 256, (24, 32, 6), dtype=np.uint8), 'bgr16', bigendian=1), 24, 32),
         (image(RNG.integers(0, 256, (48, 128), dtype=np.uint8), 'yuv422', width=64), 48, 64),
         (image(RNG.integers(0, 256, (40, 60), dtype=np.uint8), 'bayer_grbg8', pad=3), 40, 60),
         (image(RNG.integers(0, 256, (30, 50, 4), dtype=np.uint8), 'bgra8'), 30, 50),
@@ -192,7 +206,7 @@ def test_malformed_frames_are_counted_and_node_keeps_serving(ros):
     ros.exchange(good)
     before = int(ros.wait_stat('camseg', 'dropped_bad_input', lambda v: True))
     bad = [
-        image(np.zeros((8, 8, 2), np.uint8), '16UC1'),  # unsupported encoding
+        image(np.zeros((8, 8, 4), np.uint8), '32FC1'),  # unsupported encoding
         Image(height=10, width=10, encoding='rgb8', step=30, data=bytes(200)),  # step * height != data
         Image(height=0, width=10, encoding='rgb8', step=30, data=b''),  # zero size
         image(np.zeros((1500, 1500), np.uint8), 'mono8'),  # over max_input_pixels
@@ -205,12 +219,104 @@ def test_malformed_frames_are_counted_and_node_keeps_serving(ros):
     check_outputs(ros.exchange(good), good, 32, 48)
 
 
-def test_stale_frame_is_dropped(ros):
+def log_text(ros, name: str, needle: str, timeout: float = 10.0) -> str:
+    """Wait until a node's log holds `needle`; return the log."""
+    end = time.monotonic() + timeout
+    while needle not in ros.logs[name].read_text() and time.monotonic() < end:
+        time.sleep(0.2)
+    return ros.logs[name].read_text()
+
+
+def test_stamps_from_another_day_are_answered_with_the_shipped_config(ros):
+    """Recorded or unsynchronised stamps: answered, reported as an offset with a warning, never stale."""
     before = int(ros.wait_stat('camseg', 'dropped_stale', lambda v: True))
     msg = image(RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8), 'rgb8')
-    old = ros.publish('image', msg, stamp=time.time_ns() - 60 * 10**9)
-    ros.wait_stat('camseg', 'dropped_stale', lambda v: int(v) > before)
-    assert old not in ros.received['segmentation/mask']
+    for days in (-1, 1, -400):  # a day old, a day in the future, a recording from last year
+        stamp = time.time_ns() + days * DAY_NS
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+        outs = ros.exchange(msg, keep_stamp=True)
+        assert stamp_ns(outs['mask'].header) == stamp
+    assert int(ros.wait_stat('camseg', 'dropped_stale', lambda v: True)) == before
+    offset = float(ros.wait_stat('camseg', 'stamp_offset_ms_p95', lambda v: float(v) > 0.9 * DAY_NS / 1e6))
+    assert offset < 500 * DAY_NS / 1e6
+    log = log_text(ros, 'camseg', 'behind the node clock')
+    assert 'behind the node clock' in log and 'ahead of the node clock' in log
+
+
+def slow_down(ros, seconds: float) -> float:
+    """Raise the sampler's work until one 240x320 frame takes at least `seconds`; returns that time."""
+    msg = image(RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8), 'rgb8')
+    steps, ensemble = 20, 1
+    while True:
+        assert set_params(ros, steps=steps, ensemble=ensemble).successful
+        start = time.monotonic()
+        ros.exchange(msg, outputs=('mask',))
+        took = time.monotonic() - start
+        if took >= seconds or ensemble >= 64:
+            return took
+        ensemble *= 2
+
+
+def test_frames_that_waited_too_long_are_dropped_and_deactivate_is_prompt(ros):
+    change = ros.node.create_client(ChangeState, '/camseg/change_state')
+    took = slow_down(ros, 1.5)
+    try:
+        assert set_params(ros, max_wait_ms=200.0).successful
+        msg = image(RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8), 'rgb8')
+        before = int(ros.wait_stat('camseg', 'dropped_stale', lambda v: True))
+        first = ros.publish('image', msg)
+        ros.spin_until(lambda: False, 0.3)
+        waits = ros.publish('image', msg)  # waits in the node while `first` is segmented
+        masks = ros.received['segmentation/mask']
+        assert ros.spin_until(lambda: first in masks, 3 * took + 5)
+        ros.wait_stat('camseg', 'dropped_stale', lambda v: int(v) > before)
+        assert waits not in masks
+        # Deactivate while an inference runs: the transition returns at once; its result is never published.
+        running = ros.publish('image', msg)
+        ros.spin_until(lambda: False, 0.3)
+        start = time.monotonic()
+        ok = ros.call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        returned = time.monotonic() - start
+        assert ok.success and returned < min(1.0, took / 2), f'deactivate took {returned:.2f} s ({took:.2f})'
+        assert not ros.spin_until(lambda: running in masks, took + 2), 'published after deactivate'
+        assert ros.call(change, ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_ACTIVATE))).success
+    finally:
+        assert set_params(ros, steps=1, ensemble=1, max_wait_ms=500.0).successful
+    check_outputs(ros.exchange(msg), msg, 240, 320)
+
+
+def test_camera_info_and_processing_resolution(ros):
+    info = CameraInfo(width=320, height=240, distortion_model='plumb_bob', d=[0.1, 0.0, 0.0, 0.0, 0.0])
+    info.k = np.array([300.0, 0, 160, 0, 300, 120, 0, 0, 1])
+    info.p = np.array([300.0, 0, 160, 0, 0, 300, 120, 0, 0, 0, 1, 0])
+    info.header.frame_id = 'cam'
+    pub = ros.node.create_publisher(CameraInfo, 'camera_info', RELIABLE)
+    assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 20)
+    msg = image(RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8), 'rgb8')
+    names = ('mask', 'confidence', 'camera_info')
+    for _ in range(20):  # the node keeps the newest camera_info of each camera
+        pub.publish(info)
+        ros.spin_until(lambda: False, 0.1)
+    outs = ros.exchange(msg, outputs=names)
+    assert outs['camera_info'].header == outs['mask'].header
+    assert (outs['camera_info'].width, outs['camera_info'].height) == (320, 240)
+    np.testing.assert_allclose(outs['camera_info'].k, info.k)
+    assert set_params(ros, output_resolution='processing').successful
+    try:
+        outs = ros.exchange(msg, outputs=names)
+    finally:
+        assert set_params(ros, output_resolution='input').successful
+    # The shipped tiny model processes 128x256: 240x320 keeps its aspect ratio at 128x171.
+    for name in ('mask', 'confidence'):
+        assert (outs[name].height, outs[name].width) == (128, 171), name
+    scaled = outs['camera_info']
+    assert (scaled.width, scaled.height) == (171, 128) and scaled.header == outs['mask'].header
+    sx, sy = 171 / 320, 128 / 240
+    np.testing.assert_allclose(scaled.k, [300 * sx, 0, 160 * sx, 0, 300 * sy, 120 * sy, 0, 0, 1])
+    np.testing.assert_allclose(scaled.p[[0, 2, 5, 6]], [300 * sx, 160 * sx, 300 * sy, 120 * sy])
+    np.testing.assert_allclose(scaled.d, info.d)
+    ros.node.destroy_publisher(pub)
 
 
 def test_overload_keeps_frame_age_bounded(ros):
@@ -225,6 +331,8 @@ def test_overload_keeps_frame_age_bounded(ros):
     masks = ros.received['segmentation/mask']
     ages = np.array([(masks[s][0] - s) / 1e6 for s in sent if s in masks])
     processing = float(ros.wait_stat('camseg', 'processing_ms_p95', lambda v: v != 'nan'))
+    in_node = float(ros.wait_stat('camseg', 'in_node_ms_p95', lambda v: v != 'nan'))
+    assert in_node < processing + 500 + 1000  # at most max_wait_ms of waiting, then one inference
     print(f'overload: {len(sent)} sent, {ages.size} served; '
           f'output frame age median {np.median(ages):.0f} ms, '
           f'p95 {np.percentile(ages, 95):.0f} ms; processing p95 {processing:.0f} ms')
@@ -259,15 +367,19 @@ def test_parameters_at_run_time(ros):
     assert not rejected.successful and 'confidence_threshold' in rejected.reason
     assert set_params(ros, steps=2).successful
     ros.wait_stat('camseg', 'sampler', lambda v: 'steps=2' in v)
-    assert set_params(ros, confidence_threshold=1).successful  # an integer for a float is accepted
+    assert set_params(ros, confidence_threshold=1, overlay_alpha=1).successful  # integers for floats
     try:
         msg = image(RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8), 'rgb8')
         outs = ros.exchange(msg)
         mask = np.frombuffer(outs['mask'].data, np.uint8)
         conf = np.frombuffer(outs['confidence'].data, np.float32)
         assert (mask[conf < 1.0] == 255).all() and (conf < 1.0).any()
+        # Unlabelled (255) pixels are black in the colour mask, and so in a full-weight overlay.
+        for name in ('color', 'overlay'):
+            rgb = np.frombuffer(outs[name].data, np.uint8).reshape(-1, 3)
+            assert (rgb[mask == 255] == 0).all() and (rgb[mask != 255] != 0).any(axis=1).all(), name
     finally:
-        assert set_params(ros, confidence_threshold=0.0, steps=1).successful
+        assert set_params(ros, confidence_threshold=0.0, overlay_alpha=0.5, steps=1).successful
 
 
 def test_lifecycle_deactivate_and_activate(ros):
@@ -328,3 +440,54 @@ def test_failed_configure_exits_nonzero_naming_the_cause(ros):
         log = (ros.tmp / f'{name}.log').read_text()
         assert proc.returncode != 0, log
         assert all(text in log for text in cases[name][2]), log
+
+
+def test_sim_time_lazy_outputs_and_diagnostics_without_clock(ros):
+    """use_sim_time with the shipped config: frames before and after /clock, diagnostics when time stops."""
+    sim = start_node(ros.checkpoint, ros.domain, ros.tmp / 'sim.log', dict(NODE_PARAMS, use_sim_time='true'),
+                     ros_args=('-r', '__ns:=/sim', '-r', '__node:=sim'), params_file=CONFIG)
+    try:
+        ros.wait_stat('sim', 'state', lambda v: v == 'active', timeout=120)
+        assert ros.stat('sim', 'clock') == 'sim'
+        msg = image(RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8), 'rgb8')
+        sim_start = time.time_ns() - 3 * DAY_NS  # a recording from another day, played with --clock
+        # Nobody subscribes yet: the frame is taken but nothing is computed.
+        pub = ros.node.create_publisher(Image, 'sim/image', RELIABLE)
+        assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 20)
+        pub.publish(msg)
+        ros.wait_stat('sim', 'unsubscribed', lambda v: int(v) >= 1)
+        assert ros.stat('sim', 'processing_ms_median') == 'nan'
+        # Only the mask is subscribed. Before any /clock the node's time is 0: stamps are "ahead", not stale.
+        ros.listen('sim/segmentation/mask')
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(sim_start, 10**9)
+        ros.exchange(msg, prefix='sim/', outputs=('mask',), keep_stamp=True)
+        assert 'ahead of the node clock' in log_text(ros, 'sim', 'ahead of the node clock')
+        clock_pub = ros.node.create_publisher(Clock, '/clock', 10)
+        now = sim_start
+        for k in range(15):  # sim time runs; frames stamped with it are answered
+            now = sim_start + (k + 1) * 10**8
+            clock = Clock()
+            clock.clock.sec, clock.clock.nanosec = divmod(now, 10**9)
+            clock_pub.publish(clock)
+            ros.spin_until(lambda: False, 0.05)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 10**9)
+            ros.exchange(msg, prefix='sim/', outputs=('mask',), keep_stamp=True)
+        offset = float(ros.wait_stat('sim', 'stamp_offset_ms_median', lambda v: abs(float(v)) < 1000))
+        assert int(ros.stat('sim', 'dropped_stale')) == 0, offset
+        # Sim time stops: diagnostics keep coming (steady timer), stamped with the frozen sim time.
+        reports = len(ros.diagnostic_stamps['sim: segmentation'])
+        assert ros.spin_until(lambda: len(ros.diagnostic_stamps['sim: segmentation']) >= reports + 3, 10)
+        last = ros.diagnostic_stamps['sim: segmentation'][-3:]
+        assert all(sim_start <= t <= now for t in last), (last, now)
+    finally:
+        stop_node(sim)
+
+
+def test_failed_activate_exits_nonzero_naming_the_cause(ros):
+    """The model loads (configure), but its warm-up inference at the processing size is refused (activate)."""
+    proc = start_node(ros.checkpoint, 98, ros.tmp / 'activate.log',
+                      {'device': 'cpu', 'max_input_pixels': 1000})
+    proc.wait(timeout=120)
+    log = (ros.tmp / 'activate.log').read_text()
+    assert proc.returncode != 0, log
+    assert 'cannot start: activate failed' in log and 'max_pixels=1000' in log, log
