@@ -1,0 +1,150 @@
+"""`colcon build` of this checkout in a scratch workspace; the installed segment_node answers over DDS.
+
+This is the README's ROS 2 section, step by step: build with colcon, source install/setup.bash, start
+install/camseg_ros/lib/camseg_ros/segment_node with the installed share/camseg_ros/config/segment.yaml.
+colcon comes from PyPI into a virtual environment of its own; the node runs on this interpreter (which has
+torch and rclpy), as a ROS distribution's python3 would run it.
+"""
+import os
+import random
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
+
+from camseg_ros.process import NODE_ENV, stop_node  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+COLCON = ['colcon-core', 'colcon-ros', 'colcon-python-setup-py', 'colcon-package-selection',
+          'colcon-package-information', 'colcon-output', 'ros-ament-package']
+PACKAGE = 'camseg_ros'
+ASSIGNMENT = re.compile(r'^[A-Z_][A-Z0-9_]*=\S*$')
+
+
+def readme_workspace_commands() -> list[str]:
+    """Return the commands of the README's workspace block (the `sh` block of its ROS 2 section)."""
+    section = (ROOT / 'README.md').read_text().split('## ROS 2', 1)[1].split('\n## ', 1)[0]
+    block = re.search(r'```sh\n(.*?)```', section, re.S)
+    assert block, 'the README has no workspace (sh) block in its ROS 2 section'
+    return [line.strip() for line in block.group(1).replace('\\\n', ' ').splitlines() if line.strip()]
+
+
+def colcon_environment(root: Path) -> Path:
+    """Install colcon from PyPI into a virtual environment of its own; skip if that is impossible."""
+    env_dir = root / 'colcon-venv'
+    venv.create(env_dir, with_pip=True)
+    pip = subprocess.run([str(env_dir / 'bin' / 'python'), '-m', 'pip', 'install', '--quiet',
+                          '--disable-pip-version-check', *COLCON],
+                         capture_output=True, text=True, timeout=300)
+    if pip.returncode != 0:
+        pytest.skip(f'cannot install colcon from PyPI: {pip.stderr.strip()[-500:]}')
+    return env_dir
+
+
+def copy_checkout(dest: Path) -> None:
+    """Copy the checkout's tracked files (as a clone would have them) into a workspace's src/."""
+    files = subprocess.run(['git', 'ls-files', '-z'], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split('\0')):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+
+
+def test_colcon_build_and_installed_node(tmp_path):
+    clone, build_command, source, node_command = readme_workspace_commands()
+    assert 'git clone' in clone and source == 'source install/setup.bash', (clone, source)
+    assert build_command.startswith('colcon build') and 'segment_node' in node_command
+    colcon_env = colcon_environment(tmp_path)
+    ws = tmp_path / 'ws'
+    copy_checkout(ws / 'src' / PACKAGE)
+    # colcon's own packages come from its environment; builds run on this interpreter, so the installed
+    # scripts start it (like /usr/bin/python3 in a ROS distribution).
+    site = next((colcon_env / 'lib').glob('python3*/site-packages'))
+    paths = [str(site), os.environ.get('PYTHONPATH')]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
+    build = subprocess.run([sys.executable, '-m', *shlex.split(build_command)],
+                           cwd=ws, env=env, capture_output=True, text=True, timeout=400)
+    print(build.stdout[-3000:], build.stderr[-3000:])
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    prefix = ws / 'install' / PACKAGE
+    executable = prefix / 'lib' / PACKAGE / 'segment_node'
+    config = prefix / 'share' / PACKAGE / 'config' / 'segment.yaml'
+    for path in (executable, config, prefix / 'share' / PACKAGE / 'package.xml',
+                 prefix / 'share' / PACKAGE / 'launch' / 'segment.launch.py',
+                 prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / PACKAGE):
+        assert path.is_file(), f'colcon did not install {path}'
+
+    # The README's commands: source the workspace, run the installed node with the installed config.
+    domain = random.randint(20, 59)  # test_node 100..149, bag replay 150..230, latency probe 150..230
+    argv = shlex.split(node_command)
+    n = next(i for i, word in enumerate(argv) if not ASSIGNMENT.match(word))  # VAR=value prefixes
+    assert argv[n] == str(executable.relative_to(ws)), argv
+    assert argv[argv.index('--params-file') + 1] == str(config.relative_to(ws)), argv
+    assert 'image:=/camera/image_raw' in argv, argv
+    command = f'{source} && {shlex.join(argv[:n])} exec {shlex.join(argv[n:])}'  # exec: SIGINT reaches it
+    run_env = dict(os.environ, ROS_DOMAIN_ID=str(domain), **NODE_ENV)
+    run_env.pop('PYTHONPATH', None)
+    this_python = dict(run_env, PATH=f'{Path(sys.executable).parent}:{run_env["PATH"]}')
+    check = subprocess.run(['bash', '-c', 'source install/setup.bash && python3 -c '
+                            '"import camseg_ros; print(camseg_ros.__file__)"'],
+                           cwd=ws, env=this_python, capture_output=True, text=True, timeout=60)
+    assert str(prefix) in check.stdout, f'the installed package is not imported first:\n{check}'
+    log = tmp_path / 'installed_node.log'
+    with open(log, 'w') as out:
+        node = subprocess.Popen(['bash', '-c', command], cwd=ws, env=run_env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        mask = exchange_one_frame(domain, node, log)
+    finally:
+        stop_node(node)
+    assert (mask.height, mask.width, mask.encoding) == (64, 128, 'mono8')
+    labels = np.frombuffer(mask.data, np.uint8)
+    assert np.isin(labels, list(range(19)) + [255]).all()
+    text = log.read_text()
+    assert 'tiny_synth' in text, text  # the demo model installed with the package (checkpoint: '')
+
+
+def exchange_one_frame(domain: int, node: subprocess.Popen, log: Path):
+    """Publish a 64x128 frame on /camera/image_raw until the node answers on /segmentation/mask."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from camseg_ros.image_codec import fill_image, stamp_ns
+    os.environ.update(NODE_ENV)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    try:
+        client = Node('colcon_test', context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(client)
+        masks = {}
+        client.create_subscription(Image, '/segmentation/mask',
+                                   lambda m: masks.__setitem__(stamp_ns(m.header), m),
+                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        pub = client.create_publisher(Image, '/camera/image_raw', QoSProfile(depth=1))
+        frame = fill_image(Image(), np.random.default_rng(0).integers(0, 256, (64, 128, 3), np.uint8), 'rgb8')
+        end = time.monotonic() + 120
+        while not masks and node.poll() is None and time.monotonic() < end:
+            if pub.get_subscription_count() > 0:
+                frame.header.stamp = client.get_clock().now().to_msg()
+                pub.publish(frame)
+            stop = time.monotonic() + 1.0
+            while not masks and time.monotonic() < stop:
+                executor.spin_once(timeout_sec=0.05)
+        assert masks, f'no mask from the installed node (exit {node.poll()}):\n{log.read_text()[-3000:]}'
+        return next(iter(masks.values()))
+    finally:
+        rclpy.shutdown(context=context)
