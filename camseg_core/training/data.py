@@ -22,6 +22,11 @@ PAD_GREY = 128  # letterbox padding of images: mid grey, about 0 in [-1, 1] like
 PREFETCH = 4  # batches each loader worker prepares ahead
 
 
+def init_worker(_: int) -> None:
+    """Keep each loader worker to one OpenCV thread: many workers x many threads oversubscribe the cores."""
+    cv2.setNumThreads(1)
+
+
 def default_workers(local_world: int = 1) -> int:
     """Loader workers per process: the cores of this machine shared by its processes, one left for each."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
@@ -136,6 +141,6 @@ def make_batches(data: Dataset, batch_size: int, rank: int, world: int, seed: in
                                    encode_epoch=not cached)
         loader = DataLoader(data, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                             persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
-                            generator=torch.Generator().manual_seed(seed))
+                            worker_init_fn=init_worker, generator=torch.Generator().manual_seed(seed))
         return iter(loader)
     return batches

@@ -1,7 +1,8 @@
 """The three training stages.
 
 'vae' (autoencoder on images and maskiges), 'segmenter' (transformer + diffusion head on a frozen
-autoencoder) and 'baseline' (the discriminative PixelClassifier).
+autoencoder) and 'baseline' (the discriminative PixelClassifier). The models are built in build.py, the
+latent cache in cache.py, batches in data.py and previews in preview.py.
 """
 from __future__ import annotations
 
