@@ -85,7 +85,9 @@ class Scorer:
         for key, suite in self.suites.items():
             if self.counts[key]:
                 latency = latency_summary(1000 * np.asarray(self.latency[key]))
-                out[key] = {'num_images': self.counts[key], 'metrics': suite.summary(), 'latency': latency}
+                # No resolution / autoencoder ceilings here: they need the model, which camseg-eval has.
+                out[key] = {'num_images': self.counts[key], 'metrics': suite.summary(), 'latency': latency,
+                            'ceilings': None}
         return out
 
 

@@ -26,7 +26,7 @@ from camseg_ros.process import NODE_ENV, stop_node  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 COLCON = ['colcon-core', 'colcon-ros', 'colcon-python-setup-py', 'colcon-package-selection',
-          'colcon-package-information', 'colcon-output', 'ros-ament-package']
+          'colcon-package-information', 'colcon-output', 'colcon-bash', 'ros-ament-package']
 PACKAGE = 'camseg_ros'
 ASSIGNMENT = re.compile(r'^[A-Z_][A-Z0-9_]*=\S*$')
 
