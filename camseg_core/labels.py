@@ -107,18 +107,48 @@ def encode_maskige(train_ids: torch.Tensor) -> torch.Tensor:
     return rgb.permute(0, 3, 1, 2) / 127.5 - 1.0
 
 
-def decode_maskige(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Map a colour image in [-1, 1] back to (trainIds, confidence) by the nearest palette colour.
+# The colours a maskige decoder chooses from: the NUM_CLASSES class colours, then black for void (ignore).
+VOID_SLOT = NUM_CLASSES  # index of the void colour among the decoding colours
+_DECODE_COLORS = np.vstack([PALETTE, np.array([IGNORE_COLOR], dtype=np.uint8)])  # (NUM_CLASSES + 1, 3)
+# Spread of a decoded colour around its palette colour, in 0..255 units: the scale of the class logits
+# (bus and train, the closest pair of class colours, lie 20 apart).
+COLOR_SIGMA = 10.0
 
-    images: (N, 3, H, W) float. Returns trainIds (N, H, W) uint8 and confidence (N, H, W) float32
-    in [0, 1]: 1 - d1 / d2, with d1 and d2 the distances to the nearest and second-nearest class
-    colour (1 on an exact palette colour, 0 half-way between two colours).
+
+def maskige_logits(images: torch.Tensor, sigma: float = COLOR_SIGMA) -> torch.Tensor:
+    """Class scores of a colour image: -|rgb - colour_k|^2 / (2 sigma^2) for every decoding colour.
+
+    images: (N, 3, H, W) in [-1, 1] (not clamped, so training gets gradients everywhere).
+    Returns (N, NUM_CLASSES + 1, H, W) float32 logits; the last slot is void (black). The squared distances
+    are one matmul: |x|^2 - 2 x.c + |c|^2.
     """
-    palette = torch.as_tensor(PALETTE, device=images.device, dtype=torch.float32)  # (K, 3)
-    rgb = (images.float().clamp(-1, 1) + 1.0) * 127.5  # (N, 3, H, W) in [0, 255]
-    pix = rgb.permute(0, 2, 3, 1)  # (N, H, W, 3)
-    d2 = ((pix.unsqueeze(-2) - palette) ** 2).sum(-1)  # (N, H, W, K)
-    best2 = torch.topk(d2, k=2, dim=-1, largest=False).values.clamp_min(0).sqrt()  # (N, H, W, 2)
-    ids = d2.argmin(-1).to(torch.uint8)
-    conf = 1.0 - best2[..., 0] / best2[..., 1].clamp_min(1e-6)
+    colors = torch.as_tensor(_DECODE_COLORS, device=images.device, dtype=torch.float32) / 127.5 - 1.0  # (K+1, 3)
+    x = images.float()
+    dot = torch.einsum('nchw,kc->nkhw', x, colors)  # (N, K+1, H, W)
+    d2 = (x * x).sum(1, keepdim=True) - 2 * dot + (colors * colors).sum(1)[None, :, None, None]
+    scale = 2 * (sigma / 127.5) ** 2
+    return -d2.clamp_min(0) / scale
+
+
+def class_targets(train_ids: torch.Tensor) -> torch.Tensor:
+    """TrainIds (N, H, W) -> decoding-colour indices (N, H, W) long: IGNORE_INDEX becomes VOID_SLOT."""
+    ids = train_ids.long()
+    return torch.where(ids == IGNORE_INDEX, torch.full_like(ids, VOID_SLOT), ids)
+
+
+def decode_maskige(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map a colour image in [-1, 1] back to (trainIds, confidence) by the nearest decoding colour.
+
+    images: (N, 3, H, W) float. Returns trainIds (N, H, W) uint8, IGNORE_INDEX where black (void) is nearest,
+    and confidence (N, H, W) float32 in [0, 1]: 1 - d1 / d2, with d1 and d2 the distances to the nearest and
+    second-nearest decoding colour (1 on an exact palette colour, 0 half-way between two colours).
+    """
+    d2 = -maskige_logits(images.clamp(-1, 1))  # (N, K+1, H, W), a positive multiple of squared distance
+    # the matmul form leaves float32 rounding of about 1e-4 on an exact colour; 0.005 is one colour unit
+    d2 = (d2 - 1e-3).clamp_min(0)
+    best2 = torch.topk(d2, k=2, dim=1, largest=False)
+    dist = best2.values.sqrt()  # (N, 2, H, W)
+    slot = best2.indices[:, 0]
+    ids = torch.where(slot == VOID_SLOT, torch.full_like(slot, IGNORE_INDEX), slot).to(torch.uint8)
+    conf = 1.0 - dist[:, 0] / dist[:, 1].clamp_min(1e-6)
     return ids, conf.clamp(0.0, 1.0).to(torch.float32)

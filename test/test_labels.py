@@ -51,3 +51,25 @@ def test_decode_degrades_gracefully_on_noise(rng):
     assert confs[0] > confs[1] > confs[2]  # confidence falls as colours drift off the palette
     wrong = back != ids
     assert conf[wrong].mean() < conf[~wrong].mean()  # and is lower where the decode is wrong
+
+
+def test_black_decodes_to_void_not_truck():
+    ids = torch.tensor([[[255, 14, 13, 0]]], dtype=torch.uint8)  # void, truck (0,0,70), car, road
+    back, conf = L.decode_maskige(L.encode_maskige(ids))
+    assert back.tolist() == ids.tolist()
+    assert torch.allclose(conf, torch.ones_like(conf))
+    dark = torch.full((1, 3, 1, 1), -1.0)
+    dark[0, 2] = 20 / 127.5 - 1  # (0, 0, 20): nearer black than truck
+    assert L.decode_maskige(dark)[0].item() == L.IGNORE_INDEX
+
+
+def test_logits_agree_with_decoding_and_targets(rng):
+    ids = torch.from_numpy(rng.integers(0, 20, (2, 9, 11), dtype=np.uint8))
+    ids[ids == 19] = L.IGNORE_INDEX
+    img = L.encode_maskige(ids) + 0.05 * torch.from_numpy(rng.normal(size=(2, 3, 9, 11))).float()
+    logits = L.maskige_logits(img.clamp(-1, 1))
+    assert logits.shape == (2, L.NUM_CLASSES + 1, 9, 11)
+    slots = L.class_targets(ids)
+    assert slots.max() == L.VOID_SLOT and torch.equal(slots[ids != 255], ids[ids != 255].long())
+    back, _ = L.decode_maskige(img)
+    assert torch.equal(L.class_targets(back), logits.argmax(1))

@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='with --cache-latents: also cache this many augmented copies of every item '
                         '(random scale/crop/flip, photometric and weather augmentation)')
     p.add_argument('--kl-weight', type=float, default=1e-6, help='vae: weight of the KL term')
+    p.add_argument('--class-weight', type=float, default=0.0,
+                   help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only)')
+    p.add_argument('--mask-weight', type=float, default=1.0,
+                   help='vae: weight of the maskige reconstruction error relative to the images')
     p.add_argument('--save-every', type=int, default=500, help='checkpoint interval in steps')
     p.add_argument('--log-every', type=int, default=10, help='TensorBoard scalar interval')
     p.add_argument('--sample-every', type=int, default=500, help='sample overlay interval (0: off)')
@@ -86,7 +90,8 @@ def run(args) -> int:
         args.workers = default_workers(int(os.environ.get('LOCAL_WORLD_SIZE', env.world)))
     opts = StageOptions(stage=args.stage, preset=args.preset, image_size=args.image_size, init=args.init,
                         augment=not args.no_augment, cache_latents=args.cache_latents,
-                        cache_copies=args.cache_copies, kl_weight=args.kl_weight, workers=args.workers)
+                        cache_copies=args.cache_copies, kl_weight=args.kl_weight,
+                        class_weight=args.class_weight, mask_weight=args.mask_weight, workers=args.workers)
     config = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr if args.lr is not None else DEFAULT_LR[args.stage],
                          weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule,

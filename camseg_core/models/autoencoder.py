@@ -6,8 +6,10 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 from torch import nn
+from torch.nn import functional as F
 
 from ..config import AutoencoderConfig
+from ..labels import class_targets, maskige_logits
 
 
 class KLAutoencoder(nn.Module):
@@ -54,13 +56,34 @@ class KLAutoencoder(nn.Module):
         """Return the diagonal Gaussian posterior of images, for training with the KL term."""
         return self.vae.encode(images).latent_dist
 
-    def loss(self, images: torch.Tensor, kl_weight: float = 1e-6) -> tuple[torch.Tensor, dict]:
-        """Reconstruction (L1 + MSE) plus a weighted KL term for (N, 3, H, W) images in [-1, 1]."""
+    def loss(self, images: torch.Tensor, kl_weight: float = 1e-6, labels: torch.Tensor | None = None,
+             class_weight: float = 0.0, mask_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+        """Reconstruction (L1 + MSE) plus a weighted KL term for (N, 3, H, W) images in [-1, 1].
+
+        With `labels` (M, H, W) trainIds, the last M images are their maskiges: their reconstruction error is
+        weighted by `mask_weight`, and `class_weight` adds the cross-entropy of the class scores of the
+        decoded maskige (`labels.maskige_logits`, the same scores the decoding uses) against the labels, void
+        included, so that training keeps the classes and not just the colours.
+        """
         dist = self.posterior(images)
         recon = self.vae.decode(dist.sample()).sample
-        rec = (recon - images).abs().mean() + ((recon - images) ** 2).mean()
+        err = ((recon - images).abs() + (recon - images) ** 2).mean((1, 2, 3))  # (N,)
+        logs = {}
+        if labels is None:
+            rec = err.mean()
+        else:
+            m = labels.shape[0]
+            weights = torch.ones_like(err)
+            weights[-m:] = mask_weight
+            rec = (err * weights).sum() / weights.sum()
+            logs['recon_mask'] = err[-m:].mean().item()
+        loss = rec
         kl = dist.kl().mean() / images[0].numel()
-        return rec + kl_weight * kl, {'recon': rec.item(), 'kl': kl.item()}
+        if labels is not None and class_weight > 0:
+            ce = F.cross_entropy(maskige_logits(recon[-labels.shape[0]:]), class_targets(labels))
+            loss = loss + class_weight * ce
+            logs['class_ce'] = ce.item()
+        return loss + kl_weight * kl, {'recon': rec.item(), 'kl': kl.item(), **logs}
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents (N, C, h, w) -> images (N, 3, h*s, w*s), roughly in [-1, 1]."""

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..config import CamSegConfig, SamplerConfig
-from ..labels import NUM_CLASSES, decode_maskige, encode_maskige
+from ..labels import IGNORE_INDEX, NUM_CLASSES, decode_maskige, encode_maskige
 from ..profiling import StageTimer
 from .autoencoder import KLAutoencoder
 from .diffusion_head import DiffusionHead
@@ -25,17 +25,22 @@ def from_tokens(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 def vote(ids: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Majority vote over an ensemble. ids, conf: (E, N, H, W) -> (N, H, W) each.
 
-    The confidence is the fraction of samples that agree with the vote times their mean colour confidence.
+    Void (IGNORE_INDEX) takes part as a class of its own; ties go to the class with the larger summed
+    confidence. The confidence is the fraction of samples that agree with the vote times their mean colour
+    confidence.
     """
     if ids.shape[0] == 1:
         return ids[0], conf[0]
-    counts = torch.zeros((NUM_CLASSES, *ids.shape[1:]), device=ids.device, dtype=torch.float32)
-    counts.scatter_add_(0, ids.long(), torch.ones_like(conf))  # (K, N, H, W) votes per class
-    winner = counts.argmax(0)  # (N, H, W)
-    agree = (ids.long() == winner).float()  # (E, N, H, W)
+    slots = ids.long().clamp_max(NUM_CLASSES)  # (E, N, H, W); void -> slot NUM_CLASSES
+    counts = torch.zeros((NUM_CLASSES + 1, *ids.shape[1:]), device=ids.device, dtype=torch.float32)
+    counts.scatter_add_(0, slots, torch.ones_like(conf))  # (K+1, N, H, W) votes per class
+    summed = torch.zeros_like(counts).scatter_add_(0, slots, conf.float())  # (K+1, N, H, W)
+    winner = (counts + summed / (ids.shape[0] + 1)).argmax(0)  # summed < E + 1: breaks ties only
+    agree = (slots == winner).float()  # (E, N, H, W)
     n_agree = agree.sum(0)
     mean_conf = (conf * agree).sum(0) / n_agree.clamp_min(1)
-    return winner.to(torch.uint8), (n_agree / ids.shape[0]) * mean_conf
+    labels = torch.where(winner == NUM_CLASSES, torch.full_like(winner, IGNORE_INDEX), winner)
+    return labels.to(torch.uint8), (n_agree / ids.shape[0]) * mean_conf
 
 
 class CamSeg(nn.Module):
@@ -112,9 +117,25 @@ class CamSeg(nn.Module):
             image_tokens = to_tokens(self.autoencoder.encode(images))  # (N, L, C)
         E = sampler.ensemble
         tokens = self.generate(image_tokens.repeat(E, 1, 1), sampler, generator, timer)  # (E*N, L, C)
-        with timer('decode'), torch.autocast(images.device.type, enabled=False):
+        ids, conf = self.decode_mask(from_tokens(tokens, self.grid), timer)
+        return vote(ids.view(E, -1, *ids.shape[1:]), conf.view(E, -1, *conf.shape[1:]))
+
+    @torch.no_grad()
+    def decode_mask(self, latents: torch.Tensor, timer: StageTimer | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled mask latents (N, C, h, w) -> trainIds (N, H, W) uint8 and confidence (N, H, W) float32."""
+        timer = timer or StageTimer()
+        with timer('decode'), torch.autocast(latents.device.type, enabled=False):
             # fp32 decoding: half-precision VAE decoders can overflow to NaN
-            maskige = self.autoencoder.decode(from_tokens(tokens, self.grid).float())  # (E*N, 3, H, W)
+            maskige = self.autoencoder.decode(latents.float())  # (N, 3, H, W)
         with timer('postprocess'):
-            ids, conf = decode_maskige(maskige)
-            return vote(ids.view(E, -1, *ids.shape[1:]), conf.view(E, -1, *conf.shape[1:]))
+            return decode_maskige(maskige)
+
+    @torch.no_grad()
+    def reconstruct_mask(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The autoencoder ceiling: trainIds (N, H, W) at the processing size -> maskige -> latents -> classes.
+
+        Returns trainIds (N, H, W) uint8 and confidence (N, H, W) float32, decoded exactly as `predict` decodes
+        generated tokens, so no generator can do better than this.
+        """
+        return self.decode_mask(self.autoencoder.encode(encode_maskige(labels)))

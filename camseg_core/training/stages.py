@@ -35,19 +35,22 @@ class StageOptions:
     cache_latents: bool = False  # segmenter: encode the data once (no augmentation), keep tokens in memory
     cache_copies: int = 0  # with cache_latents: also cache this many augmented copies of every item
     kl_weight: float = 1e-6  # vae only: weight of the KL term
+    class_weight: float = 0.0  # vae only: weight of the class cross-entropy on decoded maskiges
+    mask_weight: float = 1.0  # vae only: weight of the maskige reconstruction error relative to images
     workers: int = 2  # DataLoader worker processes
 
 
 class VaeStep(nn.Module):
     """Autoencoder loss on a batch of images and the colour-coded masks of their labels."""
 
-    def __init__(self, model: CamSeg, kl_weight: float):
+    def __init__(self, model: CamSeg, kl_weight: float, class_weight: float = 0.0, mask_weight: float = 1.0):
         super().__init__()
         self.autoencoder, self.kl_weight = model.autoencoder, kl_weight
+        self.class_weight, self.mask_weight = class_weight, mask_weight
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         x = torch.cat([batch['image'], encode_maskige(batch['label'])])  # (2B, 3, H, W)
-        return self.autoencoder.loss(x, self.kl_weight)
+        return self.autoencoder.loss(x, self.kl_weight, batch['label'], self.class_weight, self.mask_weight)
 
 
 class SegmenterStep(nn.Module):
@@ -79,8 +82,8 @@ class BaselineStep(nn.Module):
 
 def step_module(opts: StageOptions, model: nn.Module) -> nn.Module:
     """Return the module whose forward(batch) gives the stage's loss."""
-    return {'vae': lambda: VaeStep(model, opts.kl_weight), 'segmenter': lambda: SegmenterStep(model),
-            'baseline': lambda: BaselineStep(model)}[opts.stage]()
+    return {'vae': lambda: VaeStep(model, opts.kl_weight, opts.class_weight, opts.mask_weight),
+            'segmenter': lambda: SegmenterStep(model), 'baseline': lambda: BaselineStep(model)}[opts.stage]()
 
 
 def stage_data(opts: StageOptions, model: nn.Module, dataset: Dataset, batch_size: int, env, seed: int,
