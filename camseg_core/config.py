@@ -21,6 +21,8 @@ class AutoencoderConfig:
     latent_channels: int = 16  # channels of a latent token
     norm_num_groups: int = 32  # GroupNorm groups (must divide every level's width)
     scaling_factor: float = 0.2325  # latents are multiplied by this before the transformer sees them
+    class_head: bool = False  # a learned 3x3 conv from the last decoder features to class scores (+ void),
+    # used to decode masks instead of the nearest palette colour (GSS's learned inverse mapping)
 
     @property
     def stride(self) -> int:
@@ -150,7 +152,7 @@ def _tiny() -> CamSegConfig:
     return CamSegConfig(
         image_size=(128, 256),
         autoencoder=AutoencoderConfig(base_channels=16, channel_mult=(1, 2, 4, 8), layers_per_block=1,
-                                      latent_channels=16, norm_num_groups=8),
+                                      latent_channels=16, norm_num_groups=8, class_head=True),
         transformer=TransformerConfig(width=256, encoder_depth=3, decoder_depth=3, num_heads=8,
                                       dropout=0.0),
         head=DiffusionHeadConfig(width=256, depth=3),
@@ -161,13 +163,14 @@ def _tiny() -> CamSegConfig:
 def _base() -> CamSegConfig:
     # The paper's architecture: KL-16 (multipliers 1,1,2,2,4), MAR-B 12+12 x 768, head 6 x 1024.
     # 512x1024 keeps Cityscapes' 1:2 aspect (2048 tokens/stream, close to the paper's 48x48).
-    return CamSegConfig(image_size=(512, 1024), preset='base')
+    return CamSegConfig(image_size=(512, 1024), autoencoder=AutoencoderConfig(class_head=True), preset='base')
 
 
 def _large() -> CamSegConfig:
     # MAR-L sized transformer (16+16 x 1024) and a wider head (8 x 1280).
     return CamSegConfig(
         image_size=(512, 1024),
+        autoencoder=AutoencoderConfig(class_head=True),
         transformer=TransformerConfig(width=1024, encoder_depth=16, decoder_depth=16, num_heads=16),
         head=DiffusionHeadConfig(width=1280, depth=8),
         preset='large')

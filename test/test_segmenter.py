@@ -7,6 +7,8 @@ import pytest
 from camseg_core import Segmenter, preset
 from camseg_core.api import resolve_device
 from camseg_core.checkpoint import build_model
+from camseg_core.labels import IGNORE_INDEX
+from camseg_core.models.camseg import vote
 from camseg_core.models.mar import cosine_schedule
 
 
@@ -16,7 +18,7 @@ def test_shapes_and_dtypes(tiny_segmenter, rng, shape):
     out = tiny_segmenter.segment(img)
     assert out.labels.shape == shape and out.labels.dtype == np.uint8
     assert out.confidence.shape == shape and out.confidence.dtype == np.float32
-    assert out.labels.max() < 19
+    assert np.isin(out.labels, [*range(19), 255]).all()  # a class, or void
     assert 0.0 <= out.confidence.min() and out.confidence.max() <= 1.0
 
 
@@ -113,3 +115,29 @@ def test_presets_build_the_documented_architectures():
     assert preset('tiny').autoencoder.stride == 8
     with pytest.raises(ValueError, match='unknown preset'):
         preset('huge')
+
+
+def test_vote_counts_void_and_breaks_ties_by_summed_confidence():
+    import torch
+    # 4 samples of 3 pixels: a 2-2 tie (class 3 more confident), a void majority, a clear majority
+    ids = torch.tensor([[3, 255, 5], [3, 255, 5], [7, 255, 5], [7, 1, 2]], dtype=torch.uint8)[:, None]
+    conf = torch.tensor([[0.9, 0.8, 0.5], [0.8, 0.8, 0.5], [0.2, 0.8, 0.5], [0.3, 0.9, 0.9]])[:, None]
+    labels, confidence = vote(ids, conf)
+    assert labels[0].tolist() == [3, IGNORE_INDEX, 5]
+    assert torch.allclose(confidence[0], torch.tensor([0.5 * 0.85, 0.75 * 0.8, 0.75 * 0.5]))
+    swapped = vote(ids.flip(0), conf.flip(0))[0]  # the order of the samples does not matter
+    assert torch.equal(swapped, labels)
+
+
+def test_class_head_decodes_void_and_gives_probabilities():
+    import torch
+    config = preset('tiny')
+    assert config.autoencoder.class_head
+    model = build_model('camseg', config.to_dict()).eval()
+    with torch.no_grad():
+        model.autoencoder.class_head.weight.zero_()
+        model.autoencoder.class_head.bias.copy_(torch.arange(20.0))  # void (the last slot) always wins
+        ids, conf = model.reconstruct_mask(torch.zeros(1, *config.image_size, dtype=torch.long))
+    assert (ids == IGNORE_INDEX).all()
+    expected = torch.arange(20.0).softmax(0)[-1]
+    assert torch.allclose(conf, expected.expand_as(conf))

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import AutoencoderConfig
-from ..labels import class_targets, maskige_logits
+from ..labels import NUM_CLASSES, class_targets, maskige_logits
 
 
 class KLAutoencoder(nn.Module):
@@ -30,6 +30,9 @@ class KLAutoencoder(nn.Module):
             norm_num_groups=config.norm_num_groups,
             scaling_factor=config.scaling_factor,
         )
+        # class scores (NUM_CLASSES + void) from the features the decoder's conv_out turns into colours
+        self.class_head = (nn.Conv2d(config.base_channels * config.channel_mult[0], NUM_CLASSES + 1, 3,
+                                     padding=1) if config.class_head else None)
 
     @property
     def scaling_factor(self) -> float:
@@ -61,12 +64,12 @@ class KLAutoencoder(nn.Module):
         """Reconstruction (L1 + MSE) plus a weighted KL term for (N, 3, H, W) images in [-1, 1].
 
         With `labels` (M, H, W) trainIds, the last M images are their maskiges: their reconstruction error is
-        weighted by `mask_weight`, and `class_weight` adds the cross-entropy of the class scores of the
-        decoded maskige (`labels.maskige_logits`, the same scores the decoding uses) against the labels, void
-        included, so that training keeps the classes and not just the colours.
+        weighted by `mask_weight`, and `class_weight` adds the cross-entropy of the class scores that mask
+        decoding uses (the class head if there is one, else the palette distances of the decoded colours)
+        against the labels, void included, so that training keeps the classes and not just the colours.
         """
         dist = self.posterior(images)
-        recon = self.vae.decode(dist.sample()).sample
+        recon, features = self._decode_raw(dist.sample())
         err = ((recon - images).abs() + (recon - images) ** 2).mean((1, 2, 3))  # (N,)
         logs = {}
         if labels is None:
@@ -80,14 +83,36 @@ class KLAutoencoder(nn.Module):
         loss = rec
         kl = dist.kl().mean() / images[0].numel()
         if labels is not None and class_weight > 0:
-            ce = F.cross_entropy(maskige_logits(recon[-labels.shape[0]:]), class_targets(labels))
+            m = labels.shape[0]
+            logits = self.class_head(features[-m:]) if self.class_head is not None else maskige_logits(recon[-m:])
+            ce = F.cross_entropy(logits, class_targets(labels))
             loss = loss + class_weight * ce
             logs['class_ce'] = ce.item()
         return loss + kl_weight * kl, {'recon': rec.item(), 'kl': kl.item(), **logs}
 
+    def _decode_raw(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Unscaled latents -> (images (N, 3, H, W), the decoder features conv_out saw, when a class head needs them)."""
+        if self.class_head is None:
+            return self.vae.decode(latents).sample, None
+        seen = []
+        hook = self.vae.decoder.conv_out.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+        try:
+            images = self.vae.decode(latents).sample
+        finally:
+            hook.remove()
+        return images, seen[0]
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents (N, C, h, w) -> images (N, 3, h*s, w*s), roughly in [-1, 1]."""
         return self.vae.decode(latents / self.scaling_factor).sample
+
+    def decode_classes(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled mask latents (N, C, h, w) -> class scores (N, NUM_CLASSES + 1, H, W); the last is void.
+
+        The learned class head where there is one, else the palette distances of the decoded maskige.
+        """
+        images, features = self._decode_raw(latents / self.scaling_factor)
+        return self.class_head(features) if self.class_head is not None else maskige_logits(images.clamp(-1, 1))
 
     def load_pretrained(self, path: str | Path) -> None:
         """Load locally stored pretrained weights.

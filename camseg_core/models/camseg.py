@@ -123,13 +123,25 @@ class CamSeg(nn.Module):
     @torch.no_grad()
     def decode_mask(self, latents: torch.Tensor, timer: StageTimer | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled mask latents (N, C, h, w) -> trainIds (N, H, W) uint8 and confidence (N, H, W) float32."""
+        """Scaled mask latents (N, C, h, w) -> trainIds (N, H, W) uint8 and confidence (N, H, W) float32.
+
+        With a class head: the most probable class (IGNORE_INDEX for void) and its softmax probability.
+        Without: the nearest palette colour of the decoded maskige and its distance ratio confidence.
+        """
         timer = timer or StageTimer()
+        ae = self.autoencoder
         with timer('decode'), torch.autocast(latents.device.type, enabled=False):
             # fp32 decoding: half-precision VAE decoders can overflow to NaN
-            maskige = self.autoencoder.decode(latents.float())  # (N, 3, H, W)
+            if ae.class_head is None:
+                maskige = ae.decode(latents.float())  # (N, 3, H, W)
+            else:
+                logits = ae.decode_classes(latents.float())  # (N, K+1, H, W)
         with timer('postprocess'):
-            return decode_maskige(maskige)
+            if ae.class_head is None:
+                return decode_maskige(maskige)
+            conf, slot = logits.softmax(1).max(1)  # (N, H, W) each
+            ids = torch.where(slot == NUM_CLASSES, torch.full_like(slot, IGNORE_INDEX), slot)
+            return ids.to(torch.uint8), conf.float()
 
     @torch.no_grad()
     def reconstruct_mask(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
