@@ -90,3 +90,18 @@ def test_pickle_and_missing_files_are_refused(tmp_path):
 def test_latent_scale_lives_in_the_config():
     ae = KLAutoencoder(preset('base').autoencoder)
     assert ae.vae.config.scaling_factor == pytest.approx(0.2325) and ae.config.stride == 16
+
+
+def test_class_losses_vanish_on_perfect_scores_and_weigh_rare_classes():
+    import torch
+    from camseg_core.models.autoencoder import class_losses
+    targets = torch.zeros(1, 8, 8, dtype=torch.long)
+    targets[0, 0, 0] = 5  # one rare pixel among 63 of class 0
+    perfect = 30 * torch.nn.functional.one_hot(targets, 20).permute(0, 3, 1, 2).float()
+    ce, dice = class_losses(perfect, targets)
+    assert ce.item() < 1e-6 and dice.item() < 1e-3
+    miss_rare = perfect.clone()
+    miss_rare[0, :, 0, 0] = perfect[0, :, 1, 1]  # the rare pixel scored as class 0
+    miss_common = perfect.clone()
+    miss_common[0, :, 1, 1] = perfect[0, :, 0, 0]  # one common pixel scored as class 5
+    assert class_losses(miss_rare, targets)[0] > 3 * class_losses(miss_common, targets)[0]

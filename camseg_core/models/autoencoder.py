@@ -12,6 +12,26 @@ from ..config import AutoencoderConfig
 from ..labels import NUM_CLASSES, class_targets, maskige_logits
 
 
+def class_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class-balanced cross-entropy and soft Dice loss of logits (N, K, H, W) against targets (N, H, W).
+
+    mIoU weighs every class alike, but thin classes (poles, signs, people) cover a few pixels: each class
+    present in the batch is weighted by 1 / sqrt(its pixel count) in the cross-entropy, and the Dice term
+    averages the overlap of the classes present.
+    """
+    k = logits.shape[1]
+    counts = torch.bincount(targets.flatten(), minlength=k).float()  # (K,)
+    present = counts > 0
+    weight = torch.where(present, counts.clamp_min(1).rsqrt(), torch.zeros_like(counts))
+    ce = F.cross_entropy(logits.float(), targets, weight=weight)  # normalised by the summed pixel weights
+    probs = logits.float().softmax(1)  # (N, K, H, W)
+    onehot = F.one_hot(targets, k).permute(0, 3, 1, 2).float()
+    inter = (probs * onehot).sum((0, 2, 3))
+    total = probs.sum((0, 2, 3)) + counts
+    dice = 1 - ((2 * inter + 1) / (total + 1))[present].mean()
+    return ce, dice
+
+
 class KLAutoencoder(nn.Module):
     """Encodes (N, 3, H, W) images in [-1, 1] into scaled latents (N, C, H/s, W/s) and back."""
 
@@ -64,9 +84,9 @@ class KLAutoencoder(nn.Module):
         """Reconstruction (L1 + MSE) plus a weighted KL term for (N, 3, H, W) images in [-1, 1].
 
         With `labels` (M, H, W) trainIds, the last M images are their maskiges: their reconstruction error is
-        weighted by `mask_weight`, and `class_weight` adds the cross-entropy of the class scores that mask
-        decoding uses (the class head if there is one, else the palette distances of the decoded colours)
-        against the labels, void included, so that training keeps the classes and not just the colours.
+        weighted by `mask_weight`, and `class_weight` adds the class losses (`class_losses`) of the class scores
+        that mask decoding uses (the class head if there is one, else the palette distances of the decoded
+        colours) against the labels, void included, so that training keeps the classes, not just the colours.
         """
         dist = self.posterior(images)
         recon, features = self._decode_raw(dist.sample())
@@ -85,9 +105,9 @@ class KLAutoencoder(nn.Module):
         if labels is not None and class_weight > 0:
             m = labels.shape[0]
             logits = self.class_head(features[-m:]) if self.class_head is not None else maskige_logits(recon[-m:])
-            ce = F.cross_entropy(logits, class_targets(labels))
-            loss = loss + class_weight * ce
-            logs['class_ce'] = ce.item()
+            ce, dice = class_losses(logits, class_targets(labels))
+            loss = loss + class_weight * (ce + dice)
+            logs['class_ce'], logs['class_dice'] = ce.item(), dice.item()
         return loss + kl_weight * kl, {'recon': rec.item(), 'kl': kl.item(), **logs}
 
     def _decode_raw(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
