@@ -54,6 +54,7 @@ setup(
             'camseg-train = camseg_core.cli.train:main',
             'camseg-eval = camseg_core.cli.eval:main',
             'camseg-compare = camseg_core.cli.compare:main',
+            'camseg-sweep = camseg_core.cli.sweep:main',
             'segment_node = camseg_ros.node:main',
             'camseg-latency-probe = camseg_ros.latency_probe:main',
             'camseg-bag-eval = camseg_ros.bag_eval:main',

@@ -55,7 +55,7 @@ class Segmenter:
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = 'auto', precision: str = 'fp32',
-                 max_pixels: int | None = None, name: str = '', **sampler):
+                 max_pixels: int | None = None, name: str = '', graphs: bool = True, **sampler):
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
         self.device = resolve_device(device)
@@ -65,6 +65,8 @@ class Segmenter:
             raise ValueError(f'max_pixels must be positive, got {max_pixels!r}')
         self.name = name or getattr(model.config, 'preset', model.model_type)
         self.model = model.eval().to(self.device)
+        if hasattr(self.model, 'capture_graphs'):  # CUDA graphs of the sampler (no effect on the CPU)
+            self.model.capture_graphs = bool(graphs)
         self.config = model.config
         self.sampler = getattr(model.config, 'sampler', SamplerConfig())
         self.set_sampler(**sampler)
@@ -102,8 +104,8 @@ class Segmenter:
     def segment(self, images):
         """Segment one HxWx3 uint8 RGB array (-> Segmentation) or a batch (list or NxHxWx3 -> list).
 
-        With a fixed seed the same input batch gives the same output; an image's result can depend on the
-        other images of its batch, since they share the sampler's random stream.
+        With a fixed seed an image gives the same result whether it is segmented alone or in a batch with
+        other images (each ensemble member draws from its own stream of the seed, whatever the batch).
         """
         if self.model is None:
             raise RuntimeError('this Segmenter was closed; build a new one')

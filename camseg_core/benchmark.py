@@ -1,4 +1,4 @@
-"""Latency, throughput, stage split and memory of `Segmenter.segment()` for several sampler settings."""
+"""Latency, FPS, speedup over the paper's sampler, stage split and memory of `Segmenter.segment()`."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from .api import Segmenter
 
-STAGES = ('preprocess', 'encode', 'transformer', 'diffusion', 'decode', 'postprocess')
+# 'generate': transformer and head replayed as one CUDA graph (one-pass sampling on CUDA), not split.
+STAGES = ('preprocess', 'encode', 'transformer', 'diffusion', 'generate', 'decode', 'postprocess')
 # The paper's released evaluation: every mask token in one pass, a 100-step DDPM head.
 PAPER_SETTING = 'paper=num_iter:1,steps:100,scheduler:ddpm'
 DEFAULT_SETTINGS = (PAPER_SETTING, 'fast=num_iter:1,steps:10,scheduler:ddim',
@@ -36,6 +37,13 @@ def parse_setting(text: str) -> tuple[str, dict]:
             except ValueError:
                 continue
     return name.strip(), values
+
+
+def _is_paper(changes: dict) -> bool:
+    """Tell whether a setting's changes give the paper's sampler (1 pass, 100-step DDPM, no ensemble)."""
+    paper = parse_setting(PAPER_SETTING)[1]
+    return all(changes.get(k) == v for k, v in paper.items()) and changes.get('ensemble', 1) == 1 \
+        and changes.get('temperature', 1.0) == 1.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -72,6 +80,7 @@ def run_setting(seg: Segmenter, images: list[np.ndarray], iters: int, warmup: in
         'latency_ms_median': 1e3 * statistics.median(totals),
         'latency_ms_p95': 1e3 * percentile(totals, 95),
         'throughput_img_s': batch / statistics.median(totals),
+        'fps': 1 / statistics.median(totals),  # calls (frames of `batch` images) per second
         'stages_ms_median': {s: 1e3 * statistics.median(v) for s, v in stages.items()},
     }
     if seg.device.type == 'cuda':
@@ -81,15 +90,28 @@ def run_setting(seg: Segmenter, images: list[np.ndarray], iters: int, warmup: in
 
 
 def benchmark(seg: Segmenter, height: int, width: int, batch_size: int, settings: list[str],
-              iters: int = 10, warmup: int = 2, seed: int = 0) -> dict:
-    """Benchmark each 'name=key:value,...' sampler setting on random images of the given size."""
+              iters: int = 10, warmup: int = 2, seed: int = 0, reference_wanted: bool = True) -> dict:
+    """Benchmark each 'name=key:value,...' sampler setting on random images of the given size.
+
+    The reference is the setting named 'paper', else one with the paper's sampler, else PAPER_SETTING timed
+    in the same run (unless `reference_wanted` is false); every setting reports `speedup_vs_paper`, the
+    reference's median latency over its own (None without a reference).
+    """
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(batch_size)]
     original = dataclasses.replace(seg.sampler)
+    parsed = [parse_setting(text) for text in settings]
+    paper_name, paper = parse_setting(PAPER_SETTING)
+    names = [n for n, _ in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError(f'two sampler settings have the same name: {names}')
+    reference = paper_name if paper_name in names else next((n for n, c in parsed if _is_paper(c)), None)
+    if reference is None and reference_wanted:
+        parsed.insert(0, (paper_name, paper))
+        reference = paper_name
     results = {}
     try:
-        for text in settings:
-            name, changes = parse_setting(text)
+        for name, changes in parsed:
             seg.sampler = original
             seg.set_sampler(**changes)
             print(f'{name}: {dataclasses.asdict(seg.sampler)}', flush=True)
@@ -97,8 +119,13 @@ def benchmark(seg: Segmenter, height: int, width: int, batch_size: int, settings
             results[name] = {'sampler': dataclasses.asdict(seg.sampler), **timing}
     finally:
         seg.sampler = original
+    for r in results.values():
+        r['speedup_vs_paper'] = (results[reference]['latency_ms_median'] / r['latency_ms_median']
+                                 if reference else None)
     return {
         'model': seg.name, 'device': str(seg.device), 'precision': seg.precision,
+        'graphs': seg.device.type == 'cuda' and bool(getattr(seg.model, 'capture_graphs', False)),
+        'paper_setting': reference,
         'input_size': [height, width], 'processing_size': list(seg.config.image_size),
         'torch': torch.__version__, 'threads': torch.get_num_threads(),
         'iters': iters, 'warmup': warmup, 'settings': results,
@@ -108,14 +135,17 @@ def benchmark(seg: Segmenter, height: int, width: int, batch_size: int, settings
 def format_table(report: dict) -> str:
     """Format one benchmark report as a plain-text table."""
     (ih, iw), (ph, pw) = report['input_size'], report['processing_size']
-    head = (f"{report['model']} on {report['device']} ({report['precision']}), "
-            f'input {ih}x{iw}, processing {ph}x{pw}')
-    cols = ['setting', 'median ms', 'p95 ms', 'img/s', *STAGES, 'mem MiB']
+    graphs = 'on' if report.get('graphs') else 'off'
+    head = (f"{report['model']} on {report['device']} ({report['precision']}, CUDA graphs {graphs}), "
+            f"input {ih}x{iw}, processing {ph}x{pw}; speedup over {report.get('paper_setting')!r}, same run")
+    cols = ['setting', 'median ms', 'p95 ms', 'FPS', 'img/s', 'speedup', *STAGES, 'mem MiB']
     rows = []
     for name, r in report['settings'].items():
         mem = r.get('peak_gpu_memory_mb', r['peak_rss_mb'])
-        rows.append([name, f"{r['latency_ms_median']:.1f}", f"{r['latency_ms_p95']:.1f}",
-                     f"{r['throughput_img_s']:.2f}", *(f"{r['stages_ms_median'][s]:.1f}" for s in STAGES),
+        rows.append([name, f"{r['latency_ms_median']:.1f}", f"{r['latency_ms_p95']:.1f}", f"{r['fps']:.2f}",
+                     f"{r['throughput_img_s']:.2f}",
+                     '-' if r['speedup_vs_paper'] is None else f"{r['speedup_vs_paper']:.2f}x",
+                     *(f"{r['stages_ms_median'][s]:.1f}" for s in STAGES),
                      f'{mem:.0f}'])
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     line = ' | '.join(c.ljust(w) for c, w in zip(cols, widths))

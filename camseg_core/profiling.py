@@ -1,4 +1,4 @@
-"""Wall-clock timing of named stages (CUDA-synchronised), used by the API and the benchmark."""
+"""Wall-clock timing of named stages (synchronised with the model's CUDA device), for API and benchmark."""
 from __future__ import annotations
 
 import time
@@ -9,11 +9,16 @@ import torch
 
 
 class StageTimer:
-    """Accumulates seconds per stage name; disabled timers cost nothing."""
+    """Accumulates seconds per stage name; disabled timers cost nothing.
 
-    def __init__(self, enabled: bool = False, device: torch.device | None = None):
+    On a CUDA device each stage starts and ends with a synchronisation of that device (cuda:N), not of
+    the current one, so that asynchronous kernels are counted in the stage that launched them.
+    """
+
+    def __init__(self, enabled: bool = False, device: torch.device | str | None = None):
         self.enabled = enabled
-        self.sync = enabled and device is not None and device.type == 'cuda'
+        self.device = torch.device(device) if device is not None else None
+        self.sync = enabled and self.device is not None and self.device.type == 'cuda'
         self.seconds: dict[str, float] = defaultdict(float)
 
     @contextmanager
@@ -22,11 +27,11 @@ class StageTimer:
             yield
             return
         if self.sync:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         try:
             yield
         finally:
             if self.sync:
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(self.device)
             self.seconds[stage] += time.perf_counter() - start

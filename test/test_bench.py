@@ -2,8 +2,10 @@
 import json
 
 import pytest
+import torch
 
-from camseg_core.benchmark import parse_setting
+from camseg_core.benchmark import _is_paper, parse_setting
+from camseg_core.profiling import StageTimer
 from camseg_core.cli import bench
 
 
@@ -20,7 +22,33 @@ def test_bench_compares_settings(tmp_path, tiny_checkpoint, capsys):
     assert r['latency_ms_median'] > 0 and r['latency_ms_p95'] >= r['latency_ms_median']
     assert r['stages_ms_median']['diffusion'] > 0 and r['stages_ms_median']['encode'] > 0
     assert report['settings']['iter2']['sampler']['num_iter'] == 2
+    assert report['paper_setting'] == 'paper' and r['speedup_vs_paper'] == 1.0 and r['fps'] > 0
+    assert report['settings']['iter2']['speedup_vs_paper'] > 0 and report['graphs'] is False
     assert 'paper' in capsys.readouterr().out
+
+
+def test_no_graphs_and_no_paper_flags(tmp_path, tiny_checkpoint):
+    out = tmp_path / 'b.json'
+    assert bench.main(['--checkpoint', str(tiny_checkpoint), '--size', '40x60', '--iters', '1',
+                       '--warmup', '0',
+                       '--setting', 'one=num_iter:1,steps:1,scheduler:ddim', '--no-paper', '--no-graphs',
+                       '--json', str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report['settings']) == ['one'] and report['settings']['one']['speedup_vs_paper'] is None
+    assert _is_paper({'num_iter': 1, 'steps': 100, 'scheduler': 'ddpm'}) and not _is_paper({'steps': 4})
+
+
+def test_stage_timer_synchronises_the_given_device(monkeypatch):
+    synced = []
+    monkeypatch.setattr(torch.cuda, 'synchronize', lambda device=None: synced.append(device))
+    timer = StageTimer(True, 'cuda:1')  # no CUDA needed: synchronize is replaced
+    with timer('stage'):
+        pass
+    assert synced == [torch.device('cuda', 1)] * 2 and timer.seconds['stage'] >= 0
+    StageTimer(True, 'cpu')
+    with StageTimer(True, torch.device('cpu'))('x'):
+        pass
+    assert len(synced) == 2
 
 
 def test_bad_settings_are_reported(tiny_checkpoint):

@@ -141,3 +141,79 @@ def test_class_head_decodes_void_and_gives_probabilities():
     assert (ids == IGNORE_INDEX).all()
     expected = torch.arange(20.0).softmax(0)[-1]
     assert torch.allclose(conf, expected.expand_as(conf))
+
+
+def _step_by_step(head, z, steps, kind, temperature, generator):
+    """Sample as the head did before its loop was rewritten: one diffusers DDIM step per step."""
+    import torch
+    sched, eta = head.make_scheduler(steps, kind)
+    x = torch.randn((z.shape[0], head.token_channels), generator=generator)
+    if eta == 0:
+        x = x * temperature
+    for t in sched.timesteps:
+        v = head(x, torch.full((z.shape[0],), int(t), dtype=torch.long), z)
+        noise = temperature * torch.randn(x.shape, generator=generator) if eta > 0 else None
+        x = sched.step(v, int(t), x, eta=eta, variance_noise=noise).prev_sample
+    return x
+
+
+@pytest.mark.parametrize('kind, steps', [('ddpm', 12), ('ddim', 5)])
+def test_head_loop_matches_the_step_by_step_sampler(kind, steps):
+    import torch
+    from camseg_core.config import DiffusionHeadConfig
+    from camseg_core.models.diffusion_head import DiffusionHead
+    torch.manual_seed(0)
+    head = DiffusionHead(16, 32, DiffusionHeadConfig(width=64, depth=2))
+    for p in head.parameters():  # zero-initialised gates would hide any difference
+        torch.nn.init.normal_(p, std=0.2)
+    z = torch.randn(37, 32)
+    expected = _step_by_step(head, z, steps, kind, 0.8, torch.Generator().manual_seed(1))
+    got = head.sample(z, steps, kind, 0.8, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    noise = head.draw_noise(37, steps, kind, torch.Generator().manual_seed(1))
+    assert torch.equal(head.sample(z, steps, kind, 0.8, noise=noise), got)  # noise drawn up front
+    with pytest.raises(ValueError, match='noise of shape'):
+        head.sample(z, steps, kind, noise=noise[:, :5])
+
+
+@pytest.mark.parametrize('changes', [dict(num_iter=1, scheduler='ddpm', steps=3),
+                                     dict(num_iter=3, scheduler='ddim', steps=2, ensemble=2)])
+def test_seeded_result_does_not_depend_on_the_batch(tiny_segmenter, rng, changes):
+    seg = tiny_segmenter
+    before = dataclasses.replace(seg.sampler)
+    a, b, c = (rng.integers(0, 256, (64, 128, 3), dtype=np.uint8) for _ in range(3))
+    seg.set_sampler(seed=5, **changes)
+    try:
+        alone = seg.segment(a)
+        batched = seg.segment([b, a, c])[1]
+    finally:
+        seg.sampler = before
+    assert np.array_equal(alone.labels, batched.labels)
+    assert np.allclose(alone.confidence, batched.confidence, atol=1e-4)
+
+
+def test_generate_never_synchronises_with_the_host(tiny_segmenter):
+    """No .item(), bool(), .tolist(), nonzero or boolean indexing: a CUDA graph can capture the pass."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class NoHostSync(TorchFunctionMode):
+        forbidden = {'item', '__bool__', 'tolist', 'nonzero', '__int__', '__float__', 'masked_select'}
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, '__name__', '')
+            bool_index = name in ('__getitem__', '__setitem__') and isinstance(args[1], torch.Tensor) \
+                and args[1].dtype == torch.bool
+            if name in self.forbidden or bool_index:
+                raise AssertionError(f'host synchronisation: {name}')
+            return func(*args, **(kwargs or {}))
+
+    model, sampler = tiny_segmenter.model, tiny_segmenter.sampler
+    tokens = torch.randn(2, 512, model.config.autoencoder.latent_channels)
+    with NoHostSync():
+        for changes in (dict(num_iter=1), dict(num_iter=3, scheduler='ddpm')):
+            settings = dataclasses.replace(sampler, **changes)
+            out = model.generate(tokens, settings, torch.Generator().manual_seed(0))
+    assert out.shape == tokens.shape
+    with pytest.raises(AssertionError, match='host synchronisation'), NoHostSync():
+        int(tokens[0, 0, 0])  # the guard itself works

@@ -1,4 +1,4 @@
-"""camseg-bench: latency, throughput, stage split and memory of segment() for several sampler settings."""
+"""camseg-bench: latency, FPS, speedup over the paper's sampler, stage split and memory of segment()."""
 from __future__ import annotations
 
 import argparse
@@ -34,9 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--setting', action='append', metavar='NAME=KEY:VAL,...',
                         help='sampler setting to compare (repeatable), '
                              'e.g. fast=num_iter:1,steps:10,scheduler:ddim; '
-                             f'default: {" ".join(DEFAULT_SETTINGS)}')
+                             f'default: {" ".join(DEFAULT_SETTINGS)}; the speedup column is over the '
+                             'setting named paper (added when none is)')
     parser.add_argument('--iters', type=int, default=10, help='timed calls per setting')
     parser.add_argument('--warmup', type=int, default=2, help='untimed calls per setting')
+    parser.add_argument('--no-paper', dest='paper', action='store_false',
+                        help='do not add the paper setting as the speedup reference when no setting is it')
+    parser.add_argument('--no-graphs', dest='graphs', action='store_false',
+                        help='run the sampler eagerly on CUDA (no CUDA graph capture), for comparison')
     parser.add_argument('--json', type=Path, default=Path('bench.json'),
                         help='where to write the JSON report')
     return parser
@@ -49,11 +54,11 @@ def main(argv=None) -> int:
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         parser.error('--batch-size and --iters must be >= 1, --warmup >= 0')
     try:
-        options = dict(device=args.device, precision=args.precision)
+        options = dict(device=args.device, precision=args.precision, graphs=args.graphs)
         seg = (Segmenter.from_pretrained(args.checkpoint, **options) if args.checkpoint
                else Segmenter.from_preset(args.preset, **options))
         report = benchmark(seg, *args.size, args.batch_size, args.setting or list(DEFAULT_SETTINGS),
-                           iters=args.iters, warmup=args.warmup)
+                           iters=args.iters, warmup=args.warmup, reference_wanted=args.paper)
     except ValueError as e:
         parser.exit(2, f'camseg-bench: error: {e}\n')
     print(format_table(report))

@@ -1,6 +1,10 @@
 """CAM-Seg: image tokens in, mask tokens generated token by token, decoded to a class map."""
 from __future__ import annotations
 
+import functools
+from typing import Sequence
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -9,6 +13,7 @@ from ..labels import IGNORE_INDEX, NUM_CLASSES, decode_maskige, encode_maskige
 from ..profiling import StageTimer
 from .autoencoder import KLAutoencoder
 from .diffusion_head import DiffusionHead
+from .graphs import GraphCache
 from .mar import MaskedTransformer, cosine_schedule
 
 
@@ -20,6 +25,12 @@ def to_tokens(latents: torch.Tensor) -> torch.Tensor:
 def from_tokens(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(B, h*w, C) -> (B, C, h, w)."""
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """Return a 63-bit seed for random stream `stream` (e.g. an ensemble member) of a call seeded `seed`."""
+    high, low = np.random.SeedSequence([seed, stream]).generate_state(2)
+    return (int(high) << 31) ^ int(low)
 
 
 def vote(ids: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,6 +59,7 @@ class CamSeg(nn.Module):
 
     model_type = 'camseg'
     config_class = CamSegConfig
+    capture_graphs = True  # on CUDA, replay the sampling pass from CUDA graphs (False: eager, for comparison)
 
     def __init__(self, config: CamSegConfig):
         super().__init__()
@@ -58,6 +70,7 @@ class CamSeg(nn.Module):
         self.autoencoder = KLAutoencoder(config.autoencoder)
         self.transformer = MaskedTransformer(config.transformer, channels, self.grid[0] * self.grid[1])
         self.head = DiffusionHead(channels, config.transformer.width, config.head)
+        self.graphs = GraphCache()  # CUDA graphs of one-pass sampling, per shape and setting
 
     def encode_pair(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode with the frozen autoencoder.
@@ -79,30 +92,89 @@ class CamSeg(nn.Module):
 
     @torch.no_grad()
     def generate(self, image_tokens: torch.Tensor, sampler: SamplerConfig,
-                 generator: torch.Generator | None = None, timer: StageTimer | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, timer: StageTimer | None = None,
+                 streams: Sequence[int] | None = None) -> torch.Tensor:
         """Generate mask tokens (B, L, C) for image tokens (B, L, C).
 
-        Uses `sampler.num_iter` passes in a random order.
+        Uses `sampler.num_iter` passes in a random order. Row b draws its order and noise from its own random
+        stream, seeded by the generator's seed and streams[b] (default 0, e.g. the ensemble member), so a
+        row's result does not depend on the other rows of its batch. No step synchronises with the host; on
+        CUDA with `capture_graphs`, a one-pass sampler replays transformer and head from one CUDA graph per
+        shape (timed as the stage 'generate'), and the head loop of a multi-pass sampler from one per pass.
         """
         timer = timer or StageTimer()
         B, L, C = image_tokens.shape
-        device = image_tokens.device
+        order, noise = self.draw_noise(B, L, sampler, generator, streams, image_tokens.device)
+        capture = self.capture_graphs and image_tokens.is_cuda
+        if sampler.num_iter == 1:
+            noise = noise.reshape(noise.shape[0], B * L, C)  # (S', B*L, C)
+            if not capture:
+                return self._single_pass(image_tokens, noise, sampler, timer)
+            key = ('pass', tuple(image_tokens.shape), image_tokens.dtype, sampler.steps, sampler.scheduler,
+                   float(sampler.temperature))
+            with timer('generate'):
+                run = functools.partial(self._single_pass, sampler=sampler)
+                return self.graphs(key, run, image_tokens, noise)
         tokens = torch.zeros_like(image_tokens)
-        masked = torch.ones(B, L, dtype=torch.bool, device=device)
-        order = torch.argsort(torch.rand(B, L, generator=generator, device=device), dim=1)  # (B, L)
+        masked = torch.ones(B, L, dtype=torch.bool, device=image_tokens.device)
+        before = L  # tokens masked before this pass
         for left in cosine_schedule(L, sampler.num_iter):
-            with timer('transformer'):
-                z = self.transformer(image_tokens, tokens, masked)  # (B, L, W)
-            next_masked = torch.zeros_like(masked)
-            next_masked.scatter_(1, order[:, :left], True)
-            predict = masked & ~next_masked  # (B, L), the same count per row
-            if predict.any():
+            n = before - left  # tokens predicted in this pass, per row
+            if n:
+                with timer('transformer'):
+                    z = self.transformer(image_tokens, tokens, masked, num_masked=before)  # (B, L, W)
+                idx = order[:, left:before]  # (B, n) their positions
                 with timer('diffusion'):
-                    new = self.head.sample(z[predict], sampler.steps, sampler.scheduler, sampler.temperature,
-                                           generator)  # (B * n, C)
-                tokens[predict] = new.to(tokens.dtype)
-            masked = next_masked
+                    z = z.gather(1, idx[..., None].expand(-1, -1, z.shape[-1])).reshape(B * n, -1)
+                    where = idx[None, ..., None].expand(noise.shape[0], -1, -1, C)
+                    eps = noise.gather(2, where)  # (S', B, n, C)
+                    new = self.head.sample(z, sampler.steps, sampler.scheduler, sampler.temperature,
+                                           noise=eps.reshape(-1, B * n, C), capture=capture)  # (B * n, C)
+                tokens.scatter_(1, idx[..., None].expand(-1, -1, C), new.view(B, n, C).to(tokens.dtype))
+                masked = torch.zeros_like(masked).scatter_(1, order[:, :left], True)
+            before = left
         return tokens
+
+    def draw_noise(self, batch: int, length: int, sampler: SamplerConfig, generator: torch.Generator | None,
+                   streams: Sequence[int] | None, device: torch.device
+                   ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Draw every random number of `generate` up front, one stream per distinct value of `streams`.
+
+        Returns the order in which each row's positions are predicted (B, L), None for one pass, and the head
+        noise per position (S', B, L, C) float32. The streams are seeded from the generator's seed (a fresh
+        one without a generator), so that a row gets the same numbers whatever else is in the batch.
+        """
+        seed = generator.initial_seed() if generator is not None else int(torch.randint(0, 2**62, ()))
+        streams = [0] * batch if streams is None else [int(s) for s in streams]
+        if len(streams) != batch:
+            raise ValueError(f'{len(streams)} streams given for a batch of {batch}')
+        shape = self.head.noise_shape(length, sampler.steps, sampler.scheduler)  # (S', L, C)
+        drawn = {}
+        for s in dict.fromkeys(streams):
+            g = torch.Generator(device).manual_seed(stream_seed(seed, s))
+            order = None
+            if sampler.num_iter > 1:
+                order = torch.argsort(torch.rand(length, generator=g, device=device))  # (L,)
+            drawn[s] = order, torch.randn(shape, generator=g, device=device)
+        if len(drawn) == 1:  # every row the same numbers: no copies
+            order, noise = drawn[streams[0]]
+            noise = noise[:, None].expand(-1, batch, -1, -1)
+            return (None if order is None else order.expand(batch, -1)), noise
+        order = None if sampler.num_iter == 1 else torch.stack([drawn[s][0] for s in streams])
+        return order, torch.stack([drawn[s][1] for s in streams], dim=1)
+
+    def _single_pass(self, image_tokens: torch.Tensor, noise: torch.Tensor, sampler: SamplerConfig,
+                     timer: StageTimer | None = None) -> torch.Tensor:
+        """Predict every mask token in one pass. noise (S', B*L, C) -> tokens (B, L, C)."""
+        timer = timer or StageTimer()
+        B, L, C = image_tokens.shape
+        masked = torch.ones(B, L, dtype=torch.bool, device=image_tokens.device)
+        with timer('transformer'):
+            z = self.transformer(image_tokens, torch.zeros_like(image_tokens), masked, num_masked=L)
+        with timer('diffusion'):
+            tokens = self.head.sample(z.reshape(B * L, -1), sampler.steps, sampler.scheduler,
+                                      sampler.temperature, noise=noise)  # (B*L, C)
+        return tokens.view(B, L, C).to(image_tokens.dtype)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, sampler: SamplerConfig, generator: torch.Generator | None = None,
@@ -110,13 +182,17 @@ class CamSeg(nn.Module):
         """Segment preprocessed images.
 
         Images (N, 3, H, W) in [-1, 1] at the processing size -> trainIds (N, H, W) uint8 and
-        confidence (N, H, W) float32.
+        confidence (N, H, W) float32. Ensemble member e of every image samples from random stream e, so an
+        image's result does not depend on the other images of the batch.
         """
         timer = timer or StageTimer()
+        if images.is_cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
         with timer('encode'):
             image_tokens = to_tokens(self.autoencoder.encode(images))  # (N, L, C)
-        E = sampler.ensemble
-        tokens = self.generate(image_tokens.repeat(E, 1, 1), sampler, generator, timer)  # (E*N, L, C)
+        E, N = sampler.ensemble, images.shape[0]
+        tokens = self.generate(image_tokens.repeat(E, 1, 1), sampler, generator, timer,
+                               streams=[e for e in range(E) for _ in range(N)])  # (E*N, L, C)
         ids, conf = self.decode_mask(from_tokens(tokens, self.grid), timer)
         return vote(ids.view(E, -1, *ids.shape[1:]), conf.view(E, -1, *conf.shape[1:]))
 
@@ -130,12 +206,17 @@ class CamSeg(nn.Module):
         """
         timer = timer or StageTimer()
         ae = self.autoencoder
-        with timer('decode'), torch.autocast(latents.device.type, enabled=False):
-            # fp32 decoding: half-precision VAE decoders can overflow to NaN
+        kind = latents.device.type
+        # bf16 has fp32's range and decodes in bf16; fp16 decoders can overflow to NaN and decode in fp32
+        bf16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
+        latents = latents.float()
+        if latents.is_cuda:
+            latents = latents.contiguous(memory_format=torch.channels_last)
+        with timer('decode'), torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
             if ae.class_head is None:
-                maskige = ae.decode(latents.float())  # (N, 3, H, W)
+                maskige = ae.decode(latents).float()  # (N, 3, H, W)
             else:
-                logits = ae.decode_classes(latents.float())  # (N, K+1, H, W)
+                logits = ae.decode_classes(latents).float()  # (N, K+1, H, W)
         with timer('postprocess'):
             if ae.class_head is None:
                 return decode_maskige(maskige)

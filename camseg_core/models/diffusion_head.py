@@ -1,10 +1,12 @@
 """Per-token diffusion head: a residual MLP conditioned on z through AdaLN.
 
 Its whole diffusion process hides behind two calls: `loss(target, z)` in training and
-`sample(z, ...)` at inference. Schedules and step rules come from diffusers.
+`sample(z, ...)` at inference. Schedules come from diffusers; the sampler precomputes diffusers' DDIM step
+coefficients once and runs a loop without host synchronisation that a CUDA graph can capture.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -12,6 +14,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from ..config import DiffusionHeadConfig
+from .graphs import GraphCache
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -61,13 +64,18 @@ class DiffusionHead(nn.Module):
         self.train_scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps,
                                              beta_schedule=config.beta_schedule, clip_sample=False,
                                              prediction_type='v_prediction')
+        self.graphs = GraphCache()  # CUDA graphs of the sampling loop (sample(..., capture=True))
+        self._tables: dict = {}  # (steps, kind, device) -> step_table on the device
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Predict the velocity v.
 
         x: (M, C) noisy tokens, t: (M,) timesteps, z: (M, D) conditions -> (M, C).
         """
-        c = self.time_embed(timestep_embedding(t, self.config.width)) + self.cond_embed(z)  # (M, W)
+        return self.denoise(x, self.time_embed(timestep_embedding(t, self.config.width)) + self.cond_embed(z))
+
+    def denoise(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Predict v from noisy tokens x (M, C) and the embedded time + condition c (M, W) -> (M, C)."""
         h = self.input_proj(x)
         for block in self.blocks:
             h = block(h, c)
@@ -105,21 +113,77 @@ class DiffusionHead(nn.Module):
         scheduler.set_timesteps(steps)
         return scheduler, 1.0 if kind == 'ddpm' else 0.0
 
+    def step_table(self, steps: int, kind: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Return the timesteps (S,), update coefficients (S, 5) and eta of `make_scheduler`'s scheduler.
+
+        Row i holds sqrt(a_t), sqrt(1 - a_t), sqrt(a_prev), the direction weight sqrt(1 - a_prev - std^2) and
+        std (eta times the DDPM posterior standard deviation), computed with the scheduler's own float32
+        arithmetic, so that `sample` reproduces `DDIMScheduler.step` (v-prediction, no clipping) without it.
+        """
+        sched, eta = self.make_scheduler(steps, kind)
+        t = sched.timesteps.long()  # (S,)
+        prev = t - sched.config.num_train_timesteps // sched.num_inference_steps
+        a_t = sched.alphas_cumprod[t]
+        a_prev = torch.where(prev >= 0, sched.alphas_cumprod[prev.clamp_min(0)], sched.final_alpha_cumprod)
+        b_t, b_prev = 1 - a_t, 1 - a_prev
+        std = eta * ((b_prev / b_t) * (1 - a_t / a_prev)) ** 0.5
+        direction = (1 - a_prev - std ** 2) ** 0.5
+        table = torch.stack([a_t ** 0.5, b_t ** 0.5, a_prev ** 0.5, direction, std], dim=1)  # (S, 5)
+        return t, table, eta
+
+    def noise_shape(self, tokens: int, steps: int, kind: str) -> tuple[int, int, int]:
+        """Return the shape (S', M, C) of the noise `sample` uses: x_T, and one draw per step for 'ddpm'."""
+        return (1 + steps if kind == 'ddpm' else 1, tokens, self.token_channels)
+
+    def draw_noise(self, tokens: int, steps: int, kind: str, generator: torch.Generator | None = None,
+                   device: torch.device | str = 'cpu') -> torch.Tensor:
+        """Draw the noise of `sample` (S', M, C) float32, in the order a step-by-step sampler draws it."""
+        n, m, c = self.noise_shape(tokens, steps, kind)
+        return torch.stack([torch.randn((m, c), generator=generator, device=device) for _ in range(n)])
+
     @torch.no_grad()
     def sample(self, z: torch.Tensor, steps: int = 100, scheduler: str = 'ddpm', temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw one token per condition. z: (M, D) -> (M, C)."""
-        sched, eta = self.make_scheduler(steps, scheduler)
-        x = torch.randn((z.shape[0], self.token_channels), generator=generator, device=z.device,
-                        dtype=torch.float32)
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+               capture: bool = False) -> torch.Tensor:
+        """Draw one token per condition. z: (M, D) -> (M, C).
+
+        noise: (S', M, C) as `draw_noise` gives it (drawn here with `generator` when None). capture: on CUDA,
+        replay the whole loop from a CUDA graph per (M, dtype, setting), with the same result as eager.
+        """
+        if noise is None:
+            noise = self.draw_noise(z.shape[0], steps, scheduler, generator, z.device)
+        if tuple(noise.shape) != self.noise_shape(z.shape[0], steps, scheduler):
+            raise ValueError(f'noise of shape {tuple(noise.shape)} given, '
+                             f'{self.noise_shape(z.shape[0], steps, scheduler)} needed')
+        t, table, eta = self.device_table(steps, scheduler, z.device)
+        run = functools.partial(self._loop, t=t, table=table, eta=eta, temperature=temperature)
+        if capture:
+            key = ('head', tuple(z.shape), z.dtype, steps, scheduler, float(temperature))
+            return self.graphs(key, run, z, noise.float())
+        return run(z, noise.float())
+
+    def device_table(self, steps: int, kind: str,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Return `step_table` on the device, computed once per (steps, kind, device)."""
+        key = (steps, kind, str(device))
+        if key not in self._tables:
+            t, table, eta = self.step_table(steps, kind)
+            self._tables[key] = (t.to(device), table.to(device), eta)
+        return self._tables[key]
+
+    def _loop(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, table: torch.Tensor, eta: float,
+              temperature: float) -> torch.Tensor:
+        """Run the sampling loop: no host synchronisation, no random draws, nothing recomputed per step."""
+        cond = self.cond_embed(z)  # (M, W), the same at every step
+        temb = self.time_embed(timestep_embedding(t, self.config.width))  # (S, W), one row per step
+        x = noise[0]  # (M, C)
         if eta == 0:  # deterministic steps: the temperature scales the starting noise instead
             x = x * temperature
-        for t in sched.timesteps:
-            t_batch = torch.full((z.shape[0],), int(t), device=z.device, dtype=torch.long)
-            v = self(x.to(z.dtype), t_batch, z).float()
-            noise = None
+        for i, (sa, sb, sap, direction, std) in enumerate(row.unbind() for row in table.unbind()):
+            v = self.denoise(x.to(z.dtype), temb[i] + cond).float()  # (M, C)
+            x0 = sa * x - sb * v
+            eps = sa * v + sb * x
+            x = sap * x0 + direction * eps
             if eta > 0:
-                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                noise = temperature * noise
-            x = sched.step(v, int(t), x, eta=eta, variance_noise=noise).prev_sample
+                x = x + std * (temperature * noise[i + 1])
         return x

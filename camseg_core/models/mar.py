@@ -88,23 +88,28 @@ class MaskedTransformer(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor,
-                masked: torch.Tensor) -> torch.Tensor:
+                masked: torch.Tensor, num_masked: int | None = None) -> torch.Tensor:
         """Compute one condition per mask token.
 
         image_tokens, mask_tokens: (B, L, C); masked: (B, L) bool, the same count per row -> z (B, L, W).
+        num_masked: that count when the caller knows it (no host synchronisation to count it).
         """
         B, L = masked.shape
-        n_visible = L - int(masked[0].sum())
-        visible_idx = torch.argsort(masked.to(torch.int8), dim=1, stable=True)[:, :n_visible]  # (B, V)
+        n_visible = L - (int(masked[0].sum()) if num_masked is None else num_masked)
         img = self.image_proj(image_tokens) + self.encoder_pos + self.encoder_stream[0]  # (B, L, W)
-        msk = self.mask_proj(mask_tokens) + self.encoder_pos + self.encoder_stream[1]  # (B, L, W)
-        msk = torch.gather(msk, 1, visible_idx[..., None].expand(-1, -1, msk.shape[-1]))  # (B, V, W)
-        x = torch.cat([img, msk], dim=1)  # (B, L + V, W)
+        x = img
+        if n_visible:
+            visible_idx = torch.argsort(masked.to(torch.int8), dim=1, stable=True)[:, :n_visible]  # (B, V)
+            msk = self.mask_proj(mask_tokens) + self.encoder_pos + self.encoder_stream[1]  # (B, L, W)
+            msk = torch.gather(msk, 1, visible_idx[..., None].expand(-1, -1, msk.shape[-1]))  # (B, V, W)
+            x = torch.cat([img, msk], dim=1)  # (B, L + V, W)
         for block in self.encoder:
             x = block(x)
         x = self.decoder_embed(self.encoder_norm(x))
-        full = self.mask_token.to(x.dtype).expand(B, L, -1).clone()  # (B, L, W)
-        full.scatter_(1, visible_idx[..., None].expand(-1, -1, x.shape[-1]), x[:, L:])
+        full = self.mask_token.to(x.dtype).expand(B, L, -1)  # (B, L, W)
+        if n_visible:
+            full = full.clone()
+            full.scatter_(1, visible_idx[..., None].expand(-1, -1, x.shape[-1]), x[:, L:])
         image = x[:, :L]  # (B, L, W) encoded image tokens
         full = full + image  # each mask position sees the image token at its place
         x = torch.cat([image + self.decoder_stream[0], full + self.decoder_stream[1]], dim=1)
