@@ -4,6 +4,7 @@
 #   make test   - create .venv (torch==2.13.0 first, then the package and its extras) and run all tests
 #   make demo-model - retrain the shipped demo model from generated scenes (about 75 min on 2 CPU cores) into
 #                 $(MODEL_RUN), with the evaluation of it and of the discriminative baseline
+#   make gpu-recipe - the same on one GPU machine in under 10 minutes at 128x256 (scripts/gpu_recipe.py)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +16,7 @@ DEMO      ?= runs/demo
 DEMO_RATE ?= 0.25
 BIN       := $(VENV)/bin
 
-.PHONY: venv demo demo-model test lint clean
+.PHONY: venv demo demo-model gpu-recipe test lint clean
 
 $(VENV)/.stamp: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,15 @@ demo-model: venv
 		--corruptions all --severities 3
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
 		--corruptions all --severities 3
+
+# One GPU machine (16 cores), under 10 minutes: data with all cores, vae + segmenter + baseline at 128x256, the float16
+# export, both evaluated on generated clear / fog x3 / snow / rain / night, comparison table and per-stage wall times in
+# GPU_RUN/summary.md (default runs/gpu_recipe). Needs no venv (the GPU machine's python3 runs it; missing packages come from carried wheels,
+# see the README). Sizes, steps and batches are variables read by scripts/gpu_recipe.py (its SETTINGS), e.g.
+# make gpu-recipe VAE_STEPS=2000; TOY=1 shrinks them all for a CPU (test/test_gpu_recipe.py).
+RECIPE_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-recipe:
+	$(RECIPE_PY) scripts/gpu_recipe.py
 
 test: venv
 	$(PY) -m pytest -q -ra --durations=15

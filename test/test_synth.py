@@ -6,6 +6,7 @@ import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
+from camseg_core.cli.synth import main as synth_main
 from camseg_core.data.bagwriter import IMAGE_TOPIC, LABEL_TOPIC, DriveConfig, write_drive_bag
 from camseg_core.data.synth import SceneConfig, make_layout, render_layout, render_scene
 from camseg_core.data.weather import apply_weather, fog, parse_condition
@@ -132,3 +133,17 @@ def test_drive_bag_rejects_bad_settings(tmp_path):
     (tmp_path / 'exists').mkdir()
     with pytest.raises(FileExistsError, match='exists'):
         write_drive_bag(tmp_path / 'exists', DriveConfig(frames=4, height=32, width=64))
+
+
+def test_parallel_synth_writes_the_same_files(tmp_path):
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob('*')) if p.is_file()}
+
+    common = ['--num', '5', '--split', 'val', '--seed', '3', '--size', '32x64',
+              '--conditions', 'clear,fog_beta0.02,snow']
+    assert synth_main(['--out', str(tmp_path / 'one'), *common]) == 0
+    assert synth_main(['--out', str(tmp_path / 'two'), *common, '--workers', '2']) == 0
+    one, two = files(tmp_path / 'one'), files(tmp_path / 'two')
+    assert len(one) == 5 * (2 + 3 * 2) and one == two
+    with pytest.raises(SystemExit):
+        synth_main(['--out', str(tmp_path / 'bad'), *common, '--workers', '0'])

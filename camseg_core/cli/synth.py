@@ -8,13 +8,17 @@ Dataset (--out ROOT): scene i of a run is rendered once and written in every req
            ROOT/rgb_anon/<cond>/<split>_ref/SYN<seed>/SYN<seed>_frame_<i:06d>_rgb_ref_anon.png (clear view)
 The condition 'fog' expands to three ACDC conditions: 'fog' (beta 0.01 /m), 'fog_beta0.005' and
 'fog_beta0.02'; a single one can be asked for by name (e.g. --conditions fog_beta0.02).
+Each scene draws from its own random stream ([seed, i]), so `--workers N` renders scenes in N processes
+and writes exactly the files that one process writes.
 
 Bag (--bag PATH): a drive through clear, fog, snow and night stretches; see camseg_core.data.bagwriter.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import zlib
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -57,24 +61,50 @@ def _write(path: Path, image: np.ndarray) -> None:
         raise OSError(f'could not write {path}')
 
 
-def write_dataset(root: Path, num: int, split: str, seed: int, size: tuple[int, int], conditions: list[str],
-                  progress: bool = True) -> None:
-    """Render `num` scenes and write each in every condition under `root` (layouts in the module doc)."""
-    config = SceneConfig(*size).validate()
+def write_scene(root: Path, i: int, split: str, seed: int, config: SceneConfig,
+                conditions: list[str]) -> None:
+    """Render scene `i` of a run (its own random stream, [seed, i]) and write it in every condition."""
     city, seq = f'synth{seed}', f'SYN{seed}'
-    for i in tqdm(range(num), desc=f'synth {split}', disable=not progress):
-        scene = render_scene(np.random.default_rng([seed, i]), config)
-        for cond in conditions:
-            if cond == 'clear':
-                name = f'{city}_000000_{i:06d}'
-                _write(root / 'leftImg8bit' / split / city / f'{name}_leftImg8bit.png', scene.image)
-                _write(root / 'gtFine' / split / city / f'{name}_gtFine_labelIds.png', scene.label_ids)
-                continue
-            image = apply_weather(scene, cond, np.random.default_rng([seed, i, zlib.crc32(cond.encode())]))
-            name = f'{seq}_frame_{i:06d}'
-            _write(root / 'rgb_anon' / cond / split / seq / f'{name}_rgb_anon.png', image)
-            _write(root / 'gt' / cond / split / seq / f'{name}_gt_labelIds.png', scene.label_ids)
-            _write(root / 'rgb_anon' / cond / f'{split}_ref' / seq / f'{name}_rgb_ref_anon.png', scene.image)
+    scene = render_scene(np.random.default_rng([seed, i]), config)
+    for cond in conditions:
+        if cond == 'clear':
+            name = f'{city}_000000_{i:06d}'
+            _write(root / 'leftImg8bit' / split / city / f'{name}_leftImg8bit.png', scene.image)
+            _write(root / 'gtFine' / split / city / f'{name}_gtFine_labelIds.png', scene.label_ids)
+            continue
+        image = apply_weather(scene, cond, np.random.default_rng([seed, i, zlib.crc32(cond.encode())]))
+        name = f'{seq}_frame_{i:06d}'
+        _write(root / 'rgb_anon' / cond / split / seq / f'{name}_rgb_anon.png', image)
+        _write(root / 'gt' / cond / split / seq / f'{name}_gt_labelIds.png', scene.label_ids)
+        _write(root / 'rgb_anon' / cond / f'{split}_ref' / seq / f'{name}_rgb_ref_anon.png', scene.image)
+
+
+def _one_thread() -> None:
+    """Start a worker with one OpenCV thread (many processes x threads would oversubscribe the cores)."""
+    cv2.setNumThreads(1)
+
+
+def write_dataset(root: Path, num: int, split: str, seed: int, size: tuple[int, int], conditions: list[str],
+                  progress: bool = True, workers: int = 1) -> None:
+    """Render `num` scenes and write each in every condition under `root` (layouts in the module doc).
+
+    With `workers` > 1 the scenes are rendered in that many processes; every scene draws from its own random
+    stream and is written to its own files, so the output is byte for byte that of one process.
+    """
+    if workers < 1:
+        raise ValueError(f'--workers must be >= 1, got {workers}')
+    config = SceneConfig(*size).validate()
+    job = partial(write_scene, root, split=split, seed=seed, config=config, conditions=conditions)
+    bar = partial(tqdm, total=num, desc=f'synth {split}', disable=not progress)
+    if workers == 1 or num <= 1:
+        for i in bar(range(num)):
+            job(i)
+        return
+    methods = mp.get_all_start_methods()
+    context = mp.get_context('fork' if 'fork' in methods else 'spawn')
+    with context.Pool(min(workers, num), initializer=_one_thread) as pool:
+        for _ in bar(pool.imap_unordered(job, range(num), chunksize=max(1, min(16, num // (4 * workers))))):
+            pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--size', type=parse_size, default=(256, 512), help='HxW, e.g. 256x512')
     p.add_argument('--conditions', default='clear,fog,snow,rain,night',
                    help='comma list of clear, fog, fog_beta<B>, snow, rain, night')
+    p.add_argument('--workers', type=int, default=1,
+                   help='render scenes in this many processes (the files are the same as with 1)')
     p.add_argument('--bag', type=Path, help='also (or only) write a sample drive rosbag2 here')
     p.add_argument('--frames', type=int, default=80,
                    help='bag frames (a multiple of 4: clear/fog/snow/night)')
@@ -107,7 +139,8 @@ def main(argv=None) -> int:
     try:
         conditions = expand_conditions(args.conditions)
         if args.out is not None:
-            write_dataset(args.out, args.num, args.split, args.seed, args.size, conditions)
+            write_dataset(args.out, args.num, args.split, args.seed, args.size, conditions,
+                          workers=args.workers)
         if args.bag is not None:
             cfg = DriveConfig(frames=args.frames, fps=args.fps, height=args.size[0], width=args.size[1],
                               storage=args.storage, seed=args.seed)
