@@ -122,7 +122,8 @@ def maskige_logits(images: torch.Tensor, sigma: float = COLOR_SIGMA) -> torch.Te
     Returns (N, NUM_CLASSES + 1, H, W) float32 logits; the last slot is void (black). The squared distances
     are one matmul: |x|^2 - 2 x.c + |c|^2.
     """
-    colors = torch.as_tensor(_DECODE_COLORS, device=images.device, dtype=torch.float32) / 127.5 - 1.0  # (K+1, 3)
+    colors = torch.as_tensor(_DECODE_COLORS, device=images.device, dtype=torch.float32)
+    colors = colors / 127.5 - 1.0  # (K+1, 3)
     x = images.float()
     dot = torch.einsum('nchw,kc->nkhw', x, colors)  # (N, K+1, H, W)
     d2 = (x * x).sum(1, keepdim=True) - 2 * dot + (colors * colors).sum(1)[None, :, None, None]
@@ -131,7 +132,7 @@ def maskige_logits(images: torch.Tensor, sigma: float = COLOR_SIGMA) -> torch.Te
 
 
 def class_targets(train_ids: torch.Tensor) -> torch.Tensor:
-    """TrainIds (N, H, W) -> decoding-colour indices (N, H, W) long: IGNORE_INDEX becomes VOID_SLOT."""
+    """Map trainIds (N, H, W) to decoding-colour indices (N, H, W) long: IGNORE_INDEX becomes VOID_SLOT."""
     ids = train_ids.long()
     return torch.where(ids == IGNORE_INDEX, torch.full_like(ids, VOID_SLOT), ids)
 

@@ -84,9 +84,10 @@ class KLAutoencoder(nn.Module):
         """Reconstruction (L1 + MSE) plus a weighted KL term for (N, 3, H, W) images in [-1, 1].
 
         With `labels` (M, H, W) trainIds, the last M images are their maskiges: their reconstruction error is
-        weighted by `mask_weight`, and `class_weight` adds the class losses (`class_losses`) of the class scores
-        that mask decoding uses (the class head if there is one, else the palette distances of the decoded
-        colours) against the labels, void included, so that training keeps the classes, not just the colours.
+        weighted by `mask_weight`, and `class_weight` adds the class losses (`class_losses`) of the class
+        scores that mask decoding uses (the class head if there is one, else the palette distances of the
+        decoded colours) against the labels, void included, so that training keeps the classes, not just the
+        colours.
         """
         dist = self.posterior(images)
         recon, features = self._decode_raw(dist.sample())
@@ -104,14 +105,17 @@ class KLAutoencoder(nn.Module):
         kl = dist.kl().mean() / images[0].numel()
         if labels is not None and class_weight > 0:
             m = labels.shape[0]
-            logits = self.class_head(features[-m:]) if self.class_head is not None else maskige_logits(recon[-m:])
+            if self.class_head is not None:
+                logits = self.class_head(features[-m:])
+            else:
+                logits = maskige_logits(recon[-m:])
             ce, dice = class_losses(logits, class_targets(labels))
             loss = loss + class_weight * (ce + dice)
             logs['class_ce'], logs['class_dice'] = ce.item(), dice.item()
         return loss + kl_weight * kl, {'recon': rec.item(), 'kl': kl.item(), **logs}
 
     def _decode_raw(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Unscaled latents -> (images (N, 3, H, W), the decoder features conv_out saw, when a class head needs them)."""
+        """Decode unscaled latents: images (N, 3, H, W) and the features conv_out saw (None: no head)."""
         if self.class_head is None:
             return self.vae.decode(latents).sample, None
         seen = []
@@ -132,7 +136,9 @@ class KLAutoencoder(nn.Module):
         The learned class head where there is one, else the palette distances of the decoded maskige.
         """
         images, features = self._decode_raw(latents / self.scaling_factor)
-        return self.class_head(features) if self.class_head is not None else maskige_logits(images.clamp(-1, 1))
+        if self.class_head is None:
+            return maskige_logits(images.clamp(-1, 1))
+        return self.class_head(features)
 
     def load_pretrained(self, path: str | Path) -> None:
         """Load locally stored pretrained weights.

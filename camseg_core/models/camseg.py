@@ -226,9 +226,10 @@ class CamSeg(nn.Module):
 
     @torch.no_grad()
     def reconstruct_mask(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The autoencoder ceiling: trainIds (N, H, W) at the processing size -> maskige -> latents -> classes.
+        """Encode and decode ground truth: the autoencoder ceiling.
 
-        Returns trainIds (N, H, W) uint8 and confidence (N, H, W) float32, decoded exactly as `predict` decodes
-        generated tokens, so no generator can do better than this.
+        trainIds (N, H, W) at the processing size -> maskige -> latents -> trainIds (N, H, W) uint8 and
+        confidence (N, H, W) float32, decoded exactly as `predict` decodes generated tokens, so no generator
+        can do better than this.
         """
         return self.decode_mask(self.autoencoder.encode(encode_maskige(labels)))
