@@ -100,8 +100,9 @@ def write_dataset(root: Path, num: int, split: str, seed: int, size: tuple[int, 
         for i in bar(range(num)):
             job(i)
         return
-    methods = mp.get_all_start_methods()
-    context = mp.get_context('fork' if 'fork' in methods else 'spawn')
+    # spawn, not fork: a forked child of a process that already runs threads (torch, OpenMP, rclpy, a test
+    # runner) can inherit a held lock and hang for ever
+    context = mp.get_context('spawn')
     with context.Pool(min(workers, num), initializer=_one_thread) as pool:
         for _ in bar(pool.imap_unordered(job, range(num), chunksize=max(1, min(16, num // (4 * workers))))):
             pass
