@@ -2,7 +2,7 @@
 #   make demo   - create .venv, generate a sample drive bag, start the node with the shipped demo model, replay the
 #                 bag into it live over DDS; writes the output MCAP, report.md, metrics and PNGs under $(DEMO)
 #   make test   - create .venv (torch==2.13.0 first, then the package and its extras) and run all tests
-#   make demo-model - retrain the shipped demo model from generated scenes (about 75 min on 2 CPU cores) into
+#   make demo-model - retrain the shipped demo model from generated scenes (about 70 min on 2 CPU cores) into
 #                 $(MODEL_RUN), with the evaluation of it and of the discriminative baseline
 #   make gpu-recipe - the same on one GPU machine in under 10 minutes at 128x256 (scripts/gpu_recipe.py)
 PYTHON ?= python3
@@ -36,7 +36,8 @@ demo: venv
 	@echo "demo: open $(DEMO)/replay/report.md, $(DEMO)/replay/samples.png; the output bag is $(DEMO)/replay/replayed"
 
 # The exact recipe of camseg_core/assets/tiny_synth (see its MODEL_CARD.md); $(MODEL_RUN)/export holds the model as
-# shipped (weights stored as float16, under 20 MB): copy its two files there to ship a retrained model.
+# shipped (weights stored as float16, under 20 MB, default sampler: a vote of 4 samples): copy its two files there
+# to ship a retrained model.
 MODEL_RUN ?= runs/demo_model
 SYNTH     := $(MODEL_RUN)/data
 demo-model: venv
@@ -44,19 +45,22 @@ demo-model: venv
 	$(BIN)/camseg-synth --out $(SYNTH) --num 60 --split val --seed 2 --size 256x512 \
 		--conditions clear,fog,snow,rain,night
 	$(BIN)/camseg-train vae --data generated:$(SYNTH) --out $(MODEL_RUN)/vae --preset tiny --image-size 64x128 \
-		--steps 1000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 250
+		--steps 1200 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --class-weight 1.0 --save-every 300 \
+		--sample-every 300
 	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/vae --data generated:$(SYNTH) --out $(MODEL_RUN)/camseg \
 		--image-size 64x128 --steps 2000 --batch-size 8 --lr 4e-4 --warmup 150 --cache-latents --cache-copies 2 \
 		--save-every 250 --sample-every 500
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
 		--image-size 64x128 --steps 2000 --batch-size 8 --warmup 100 --workers 1 --save-every 250 --sample-every 500
-	$(PY) -c "import sys, torch; from camseg_core.checkpoint import load_pretrained, save_pretrained; \
-		m, h = load_pretrained(sys.argv[1]); save_pretrained(m, sys.argv[2], h['meta'], dtype=torch.float16)" \
-		$(MODEL_RUN)/camseg $(MODEL_RUN)/export
+	$(PY) -c "import dataclasses, sys, torch; from camseg_core.checkpoint import load_pretrained, save_pretrained; \
+		m, h = load_pretrained(sys.argv[1]); m.config.sampler = dataclasses.replace(m.config.sampler, ensemble=4); \
+		save_pretrained(m, sys.argv[2], h['meta'], dtype=torch.float16)" $(MODEL_RUN)/camseg $(MODEL_RUN)/export
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
 		--corruptions all --severities 3
+	$(BIN)/camseg-compare camseg=$(MODEL_RUN)/eval_camseg baseline=$(MODEL_RUN)/eval_baseline \
+		--out $(MODEL_RUN)/comparison
 
 # One GPU machine (16 cores), under 10 minutes: data with all cores, vae + segmenter + baseline at 128x256, the float16
 # export, both evaluated on generated clear / fog x3 / snow / rain / night, comparison table and per-stage wall times in
