@@ -11,9 +11,14 @@ import numpy as np
 COUNTERS = ('received', 'published', 'replaced', 'unsubscribed', 'dropped_stale', 'dropped_bad_input',
             'dropped_errors', 'dropped_inactive')
 PROBLEMS = ('dropped_stale', 'dropped_bad_input', 'dropped_errors')  # reported as a warning
-# wait: receipt -> start of inference (what staleness is judged on); in_node: receipt -> published;
-# stamp_offset: node clock at receipt - header stamp (for reporting only: recorded or unsynchronised stamps).
-SAMPLES = ('wait_ms', 'processing_ms', 'in_node_ms', 'stamp_offset_ms')
+# The time of a frame in the node, stage by stage: wait (receipt -> the worker takes it; what staleness
+# is judged on), decode (message -> RGB array), processing (hand-off to the torch thread + `segment()` +
+# hand-back), segment (`segment()` alone, timed on the torch thread), outputs (rendering and serialising the
+# subscribed outputs into messages), publish (the publish calls); in_node: receipt -> published.
+# stamp_offset: node clock at receipt - header stamp (for reporting only: recorded or unsynchronised stamps;
+# on one host with live stamps, the transport of the frame to the node).
+SAMPLES = ('wait_ms', 'decode_ms', 'processing_ms', 'segment_ms', 'outputs_ms', 'publish_ms', 'in_node_ms',
+           'stamp_offset_ms')
 
 
 class PipelineStats:

@@ -6,6 +6,7 @@ the problem; nothing is silently passed through.
 """
 from __future__ import annotations
 
+import array as pyarray
 import sys
 
 import cv2
@@ -133,7 +134,8 @@ def compressed_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
 def fill_image(msg, array: np.ndarray, encoding: str):
     """Fill a sensor_msgs/Image from an array: (H, W) mono8 / 32FC1 or (H, W, 3) rgb8 / bgr8.
 
-    Sets height, width, encoding, is_bigendian, step and data (one `tobytes()` copy). Returns msg.
+    Sets height, width, encoding, is_bigendian, step and data (one copy, straight into the array.array that
+    rclpy keeps for uint8[]: `msg.data = array.tobytes()` would copy twice). Returns msg.
     """
     if encoding not in _OUTPUT_DTYPES:
         raise ValueError(f'cannot write encoding {encoding!r}; choose from {sorted(_OUTPUT_DTYPES)}')
@@ -146,5 +148,7 @@ def fill_image(msg, array: np.ndarray, encoding: str):
     msg.encoding = encoding
     msg.is_bigendian = int(sys.byteorder == 'big' and array.dtype.itemsize > 1)
     msg.step = int(array.shape[1] * channels * array.dtype.itemsize)
-    msg.data = np.ascontiguousarray(array).tobytes()
+    data = pyarray.array('B')
+    data.frombytes(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    msg.data = data
     return msg

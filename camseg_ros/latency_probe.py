@@ -4,6 +4,11 @@
 in its own process (Fast DDS LARGE_DATA transport, a private ROS domain), times `segment()` in this process
 first, then publishes rgb8 frames one at a time (latency) and `--overload` times faster than inference
 (output frame age: receipt of the mask - header stamp, median and p95).
+
+The latency is split with the node's own diagnostics (medians): transport in (header stamp, set just before
+`publish()`, -> receipt in the node's callback: the probe's publish, DDS and rclpy's take), the node's stages
+(wait, decode, hand-off to the torch thread, `segment()`, outputs, publish) and transport out (the rest: the
+node's publish returning -> the probe's callback). Node overhead = end to end - `segment()` alone.
 """
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ class Probe:
         self.template.header.frame_id = 'probe'
         self.pub = self.node.create_publisher(Image, 'image', QoSProfile(depth=1))
         self.arrivals: dict[int, int] = {}  # header stamp ns -> receipt ns
+        self.publish_ms: list[float] = []  # duration of each publish() call
         self.node.create_subscription(Image, 'segmentation/mask', self._on_mask,
                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.diagnostics: dict[str, str] = {}  # the node's latest statistics
@@ -68,7 +74,9 @@ class Probe:
         """Publish the frame stamped now; returns the stamp in ns."""
         now = self.node.get_clock().now()
         self.template.header.stamp = now.to_msg()
+        start = time.perf_counter()
         self.pub.publish(self.template)
+        self.publish_ms.append((time.perf_counter() - start) * 1e3)
         return now.nanoseconds
 
 
@@ -89,23 +97,73 @@ def percentiles(values_ms) -> str:
             f'(n={arr.size})')
 
 
+# (key in split(), the node's diagnostics sample or None, label)
+STAGES = (
+    ('probe_publish', None, "probe's publish() call (part of transport in)"),
+    ('transport_in', 'stamp_offset_ms', 'transport in: stamp -> node callback'),
+    ('wait', 'wait_ms', 'node: callback -> worker'),
+    ('decode', 'decode_ms', 'node: decode to RGB'),
+    ('handoff', None, 'node: hand-off to/from the torch thread'),
+    ('segment', 'segment_ms', 'node: segment()'),
+    ('outputs', 'outputs_ms', 'node: render + serialise outputs'),
+    ('publish', 'publish_ms', 'node: publish()'),
+    ('in_node', 'in_node_ms', 'node: callback -> published'),
+    ('transport_out', None, 'transport out: the rest, to the probe callback'),
+)
+
+
+def split(alone: float, end_to_end: float, probe_publish: float, diagnostics: dict) -> dict:
+    """Where the end-to-end median goes, from the node's diagnostics medians (ms; NaN where unknown)."""
+    def stat(key: str) -> float:
+        try:
+            return float(diagnostics.get(f'{key}_median', 'nan'))
+        except ValueError:
+            return float('nan')
+
+    out = {key: stat(sample) for key, sample, _ in STAGES if sample}
+    out['probe_publish'] = float(probe_publish)
+    out['handoff'] = stat('processing_ms') - out['segment']
+    out['transport_out'] = end_to_end - out['transport_in'] - out['in_node']
+    out.update(segment_alone=float(alone), end_to_end=float(end_to_end),
+               node_overhead=float(end_to_end - alone), segment_inside_minus_alone=out['segment'] - alone,
+               transport=out['transport_in'] + out['transport_out'])
+    out['node_work'] = out['in_node'] - out['segment']  # the node's own stages besides segment()
+    return out
+
+
+def format_split(figures: dict) -> str:
+    """Render split() as an indented table and the overhead summary."""
+    lines = ['where the end-to-end median goes (medians, ms):']
+    lines += [f'  {label:<48} {figures[key]:7.1f}' for key, _, label in STAGES]
+    lines.append(f'node overhead (end to end - segment() alone): {figures["node_overhead"]:.1f} ms = '
+                 f'segment() inside the node - alone {figures["segment_inside_minus_alone"]:.1f} + '
+                 f'the node\'s own stages {figures["node_work"]:.1f} + transport in and out '
+                 f'{figures["transport"]:.1f}')
+    return '\n'.join(lines)
+
+
 def measure(args, checkpoint: str, log_path: Path) -> dict:
     """Run the three measurements; returns the figures in ms."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     image = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
-    sampler = {'steps': args.steps, 'scheduler': 'ddim', 'num_iter': 1}
+    # The whole sampler, the same in both: a checkpoint's own defaults (e.g. an ensemble vote) would differ.
+    sampler = {'num_iter': 1, 'steps': args.steps, 'scheduler': 'ddim', 'temperature': 1.0,
+               'ensemble': args.ensemble, 'seed': 0}
     alone = time_segment(checkpoint, image, sampler, args.repeats)
     report = {'segment_alone_ms': [t * 1e3 for t in alone], 'load_average': os.getloadavg(),
               'cpu_count': os.cpu_count()}
-    print(f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; steps={args.steps}', flush=True)
+    print(f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; steps={args.steps}, '
+          f'ensemble={args.ensemble}', flush=True)
     size = f'{args.width}x{args.height}'
     print(f'segment() alone, {size}: {percentiles(report["segment_alone_ms"])}', flush=True)
 
     domain = args.domain_id if args.domain_id is not None else random.randint(150, 230)
-    os.environ.update(NODE_ENV)
-    proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu'))
+    transports = args.transports or NODE_ENV['FASTDDS_BUILTIN_TRANSPORTS']
+    os.environ['FASTDDS_BUILTIN_TRANSPORTS'] = report['transports'] = transports  # this process and the node
+    print(f'FASTDDS_BUILTIN_TRANSPORTS={transports}', flush=True)
+    proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu'), transports=transports)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     try:
@@ -120,6 +178,7 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
         if not probe.arrivals:
             raise RuntimeError(f'segment_node did not answer:\n{Path(log_path).read_text()}')
         latencies = []
+        probe.publish_ms.clear()
         for _ in range(args.repeats):
             spin_until(executor, lambda: False, 0.3)  # let the node go idle
             sent = probe.publish()
@@ -127,9 +186,10 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
                 latencies.append((probe.arrivals[sent] - sent) / 1e6)
         report['end_to_end_ms'] = latencies
         spin_until(executor, lambda: False, 1.5)  # the node's next diagnostics
-        inside = probe.diagnostics.get('processing_ms_median', '?')
-        print(f'publish -> mask received: {percentiles(latencies)}; '
-              f'segment() inside the node: median {inside} ms', flush=True)
+        print(f'publish -> mask received: {percentiles(latencies)}', flush=True)
+        report['split_ms'] = split(np.median(alone) * 1e3, np.median(latencies), np.median(probe.publish_ms),
+                                   probe.diagnostics)
+        print(format_split(report['split_ms']), flush=True)
 
         # Overload relative to what the node achieved just now (a busy machine makes `alone` unreliable).
         period = min(float(np.median(alone)), float(np.median(latencies)) / 1e3) / args.overload
@@ -161,10 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--width', type=int, default=1280)
     parser.add_argument('--height', type=int, default=720)
     parser.add_argument('--steps', type=int, default=20, help='diffusion steps (ddim)')
-    parser.add_argument('--repeats', type=int, default=5, help='frames timed one at a time')
+    parser.add_argument('--ensemble', type=int, default=1, help='samples per frame (majority vote)')
+    parser.add_argument('--repeats', type=int, default=20, help='frames timed one at a time')
     parser.add_argument('--overload', type=float, default=3.0, help='publish rate / inference rate')
     parser.add_argument('--duration', type=float, default=20.0, help='seconds of overload')
     parser.add_argument('--domain-id', type=int, help='ROS domain (default: random in 150..230)')
+    parser.add_argument('--transports', help='FASTDDS_BUILTIN_TRANSPORTS of the probe and the node '
+                        f'(default: {NODE_ENV["FASTDDS_BUILTIN_TRANSPORTS"]})')
     parser.add_argument('--json', help='also write the figures to this JSON file')
     return parser
 

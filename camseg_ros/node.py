@@ -1,14 +1,15 @@
 """`segment_node`: a lifecycle node that segments camera images with `camseg_core.api.Segmenter`.
 
-Subscriptions only store the newest frame of each camera with its receipt time; one worker thread
-batches the newest frames of all cameras into one `segment()` call and publishes, with the input header,
-each output that someone subscribes to (mask, confidence, colour, overlay, camera_info). Staleness is the
-time a frame waited inside the node, so recorded stamps, unsynchronised cameras and sim time all work. Run
-it with `segment_node --ros-args --params-file config/segment.yaml -r image:=/camera/image_raw`.
+Subscriptions only store the newest frame of each camera with its receipt time; one worker thread (the one
+that makes every torch call) batches the newest frames of all cameras into one `segment()` call and
+publishes, with the input header, each output that someone subscribes to (mask, confidence, colour, overlay,
+camera_info). Staleness is the time a frame waited inside the node, so recorded stamps, unsynchronised cameras
+and sim time all work. Run it with
+`segment_node --ros-args --params-file config/segment.yaml -r image:=/camera/image_raw`.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 import copy
 import dataclasses
 import json
@@ -55,6 +56,13 @@ def qos_profile(name: str, reliable_depth: int = 1) -> QoSProfile:
     return qos_profile_system_default
 
 
+def timed(function, *args):
+    """Call `function(*args)`; returns (its result, the seconds it took)."""
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
 def topic(camera: str, name: str) -> str:
     """Return a relative topic name under a camera's prefix ('' = no prefix)."""
     return f'{camera}/{name}' if camera else name
@@ -76,13 +84,14 @@ class SegmentNode(LifecycleNode):
         self._camera_info: dict[str, CameraInfo] = {}  # camera -> its newest CameraInfo
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._worker: Future | None = None  # the inference loop of the active generation, on the torch thread
         # Each activation and deactivation starts a generation; results of an older one are never published.
         self._generation = 0
         self._publish_lock = threading.Lock()
         self._labels_pub = self._diag_pub = self._diag_timer = None
         # Every torch call (model load, inference, release) runs on this one thread: on a small CPU, torch
         # work split over two threads (load on the executor thread, inference on a worker) ran ~1.8x slower.
+        # While active, the inference loop itself runs there: no hand-off to another thread per frame.
         self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix='camseg-torch')
         self._last_warning: dict[str, float] = {}  # kind of problem -> time of its last warning
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -140,9 +149,7 @@ class SegmentNode(LifecycleNode):
             self._generation += 1
             generation = self._generation
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, args=(generation, self._stop),
-                                        name='camseg-inference', daemon=True)
-        self._worker.start()
+        self._worker = self._torch.submit(self._work, generation, self._stop)
         self.get_logger().info(f'active: listening on {[s.topic_name for s in self._subs]}')
         return TransitionCallbackReturn.SUCCESS
 
@@ -207,7 +214,7 @@ class SegmentNode(LifecycleNode):
             self._slots.clear()
             self._cond.notify_all()
         if wait and self._worker is not None:
-            self._worker.join()
+            self._worker.result()
         self._worker = None
 
     # ---- parameters ----
@@ -289,6 +296,7 @@ class SegmentNode(LifecycleNode):
             if not wanted:
                 self.stats.count('unsubscribed')
                 continue
+            decode_start = time.perf_counter()
             try:
                 if isinstance(msg, CompressedImage):
                     rgb = compressed_to_rgb(msg, s.max_input_pixels)
@@ -301,15 +309,16 @@ class SegmentNode(LifecycleNode):
             size = (rgb.shape[1], rgb.shape[0])
             if s.output_resolution == 'processing':
                 rgb = to_processing_resolution(rgb, seg.config.image_size)
+            self.stats.add_sample('decode_ms', (time.perf_counter() - decode_start) * 1e3)
             batch.append((camera, msg.header, rgb, received, size, wanted))
         if not batch:
             return
         start = time.perf_counter()
         try:
-            results = self._torch.submit(seg.segment, [item[2] for item in batch]).result()
+            results, seconds = timed(seg.segment, [item[2] for item in batch])  # on the torch thread
         except torch.cuda.OutOfMemoryError:
             self.stats.count('dropped_errors', len(batch))
-            self._torch.submit(torch.cuda.empty_cache).result()
+            torch.cuda.empty_cache()
             self._warn('oom', f'CUDA out of memory: dropped {len(batch)} frame(s)')
             return
         except ValueError as e:
@@ -321,6 +330,7 @@ class SegmentNode(LifecycleNode):
             self._warn('error', f'segmentation failed: {type(e).__name__}: {e}')
             return
         self.stats.add_sample('processing_ms', (time.perf_counter() - start) * 1e3)
+        self.stats.add_sample('segment_ms', seconds * 1e3)
         for item, result in zip(batch, results):
             self._publish(generation, *item, result)
 
@@ -335,6 +345,7 @@ class SegmentNode(LifecycleNode):
     def _publish(self, generation: int, camera: str, header, rgb: np.ndarray, received: int, size, wanted,
                  result) -> None:
         s, pubs = self.settings, self._pubs[camera]
+        start = time.perf_counter()
         arrays = render(wanted, result.labels, result.confidence, rgb, s.confidence_threshold,
                         s.overlay_alpha)
         messages = {name: fill_image(Image(header=header), array, ENCODINGS[name])
@@ -343,12 +354,15 @@ class SegmentNode(LifecycleNode):
             info = copy.deepcopy(self._camera_info[camera])
             info.header = header
             messages['camera_info'] = scale_camera_info(info, rgb.shape[1], rgb.shape[0], *size)
+        self.stats.add_sample('outputs_ms', (time.perf_counter() - start) * 1e3)
         with self._publish_lock:
             if generation != self._generation:  # deactivated meanwhile
                 self.stats.count('dropped_inactive')
                 return
+            start = time.perf_counter()
             for name, msg in messages.items():
                 pubs[name].publish(msg)
+            self.stats.add_sample('publish_ms', (time.perf_counter() - start) * 1e3)
         self.stats.count('published')
         self.stats.add_sample('in_node_ms', (time.monotonic_ns() - received) / 1e6)
 

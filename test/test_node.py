@@ -340,6 +340,10 @@ def test_overload_keeps_frame_age_bounded(ros):
     # At worst a frame waits for one inference and then takes one: a queue would grow with time instead.
     assert np.percentile(ages, 95) < 3 * processing + 1500
     assert int(ros.stat('camseg', 'replaced')) > 0
+    # Each frame's stages are reported: segment() runs inside the processing (hand-off to the torch thread).
+    keys = ('decode_ms', 'segment_ms', 'processing_ms', 'outputs_ms', 'publish_ms', 'in_node_ms')
+    stages = {key: float(ros.wait_stat('camseg', f'{key}_median', lambda v: v != 'nan')) for key in keys}
+    assert 0 < stages['segment_ms'] <= stages['processing_ms'] <= stages['in_node_ms'], stages
 
 
 def test_labels_reach_a_late_subscriber(ros):
@@ -491,3 +495,24 @@ def test_failed_activate_exits_nonzero_naming_the_cause(ros):
     log = (ros.tmp / 'activate.log').read_text()
     assert proc.returncode != 0, log
     assert 'cannot start: activate failed' in log and 'max_pixels=1000' in log, log
+
+
+def test_large_data_transports_send_frames_whole_where_the_kernel_allows(monkeypatch):
+    from camseg_ros import process
+    monkeypatch.setattr(process, 'socket_buffer_limit', lambda: 4_194_304)
+    assert process.large_data_transports() == 'LARGE_DATA?max_msg_size=4000000&sockets_size=4000000'
+    monkeypatch.setattr(process, 'socket_buffer_limit', lambda: 212_992)  # a stock kernel: 64 KB fragments
+    assert process.large_data_transports() == 'LARGE_DATA'
+
+
+def test_latency_probe_split():
+    from camseg_ros.latency_probe import format_split, split
+    diagnostics = {'stamp_offset_ms_median': '4.00', 'wait_ms_median': '0.50', 'decode_ms_median': '0.10',
+                   'processing_ms_median': '52.00', 'segment_ms_median': '51.00', 'outputs_ms_median': '0.40',
+                   'publish_ms_median': '0.60', 'in_node_ms_median': '54.00'}
+    figures = split(alone=50.0, end_to_end=61.0, probe_publish=1.0, diagnostics=diagnostics)
+    assert figures['node_overhead'] == 11.0 and figures['transport_out'] == 3.0
+    assert figures['handoff'] == 1.0 and figures['segment_inside_minus_alone'] == 1.0
+    assert figures['transport'] == 7.0 and figures['node_work'] == 3.0
+    assert 'transport in and out 7.0' in format_split(figures)
+    assert np.isnan(split(50.0, 61.0, 1.0, {})['transport_in'])
