@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..api import PRECISIONS
 from ..models.camseg import CamSeg
-from .data import PREFETCH, PairData, init_worker
+from .data import PREFETCH, PairData, prepare_fork
 
 
 class CachedTokens(Dataset):
@@ -92,9 +92,9 @@ def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: tor
     if total < world:
         raise ValueError(f'{total} items to cache over {world} processes: fewer than one each')
     cuda = device.type == 'cuda'
+    prepare_fork(workers)
     loader = DataLoader(Subset(data, _share(total, rank, world)), batch_size=batch_size, num_workers=workers,
-                        pin_memory=cuda, prefetch_factor=PREFETCH if workers else None,
-                        worker_init_fn=init_worker)
+                        pin_memory=cuda, prefetch_factor=PREFETCH if workers else None)
     start = time.perf_counter()
     images, masks = [], []  # kept on the device: one copy back at the end, no sync per batch
     with torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != 'fp32'):

@@ -22,9 +22,16 @@ PAD_GREY = 128  # letterbox padding of images: mid grey, about 0 in [-1, 1] like
 PREFETCH = 4  # batches each loader worker prepares ahead
 
 
-def init_worker(_: int) -> None:
-    """Keep each loader worker to one OpenCV thread: many workers x many threads oversubscribe the cores."""
-    cv2.setNumThreads(1)
+def prepare_fork(workers: int) -> None:
+    """Shut OpenCV's thread pool down before `workers` loader processes are forked from this one.
+
+    A forked worker inherits the pool's lock but not its threads, so its first OpenCV call (even
+    cv2.setNumThreads) can wait for ever once this process has used the pool (it hung the tests). With one
+    OpenCV thread there is no pool, and each of many workers keeps to one thread, which also avoids
+    oversubscribing the cores.
+    """
+    if workers > 0:
+        cv2.setNumThreads(1)
 
 
 def default_workers(local_world: int = 1) -> int:
@@ -139,8 +146,9 @@ def make_batches(data: Dataset, batch_size: int, rank: int, world: int, seed: in
     def batches(start_step: int):
         sampler = ResumableBatches(len(data), batch_size, rank, world, seed, start_step,
                                    encode_epoch=not cached)
+        prepare_fork(workers)
         loader = DataLoader(data, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                             persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
-                            worker_init_fn=init_worker, generator=torch.Generator().manual_seed(seed))
+                            generator=torch.Generator().manual_seed(seed))
         return iter(loader)
     return batches
