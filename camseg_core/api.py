@@ -121,14 +121,17 @@ class Segmenter:
         generator = torch.Generator(self.device).manual_seed(seed)
         with timer('preprocess'):
             x, placements = letterbox(batch, self.config.image_size, self.device)
-        autocast = torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
-                                  enabled=self.precision != 'fp32')
-        with autocast:
+        with self._autocast():
             ids, conf = self.model.predict(x, self.sampler, generator, timer)
         with timer('postprocess'):
             results = [Segmentation(*restore(ids[i], conf[i], p)) for i, p in enumerate(placements)]
         self.last_timings = dict(timer.seconds)
         return results[0] if single else results
+
+    def _autocast(self):
+        """Return the autocast context of this Segmenter's precision (off for fp32)."""
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
+                              enabled=self.precision != 'fp32')
 
     @property
     def has_mask_autoencoder(self) -> bool:
@@ -147,9 +150,7 @@ class Segmenter:
         if not self.has_mask_autoencoder:
             raise ValueError(f'model {self.name!r} ({self.model.model_type}) has no mask autoencoder')
         x, placements = self._letterbox_labels(labels)  # (N, H, W) uint8
-        autocast = torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
-                                  enabled=self.precision != 'fp32')
-        with autocast:
+        with self._autocast():
             ids, conf = self.model.reconstruct_mask(x)
         return [Segmentation(*restore(ids[i], conf[i], p)) for i, p in enumerate(placements)]
 

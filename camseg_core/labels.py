@@ -137,6 +137,11 @@ def class_targets(train_ids: torch.Tensor) -> torch.Tensor:
     return torch.where(ids == IGNORE_INDEX, torch.full_like(ids, VOID_SLOT), ids)
 
 
+def slots_to_train_ids(slots: torch.Tensor) -> torch.Tensor:
+    """Map decoding-colour indices to trainIds uint8, VOID_SLOT to IGNORE_INDEX (undoes `class_targets`)."""
+    return torch.where(slots == VOID_SLOT, torch.full_like(slots, IGNORE_INDEX), slots).to(torch.uint8)
+
+
 def decode_maskige(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Map a colour image in [-1, 1] back to (trainIds, confidence) by the nearest decoding colour.
 
@@ -150,6 +155,6 @@ def decode_maskige(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     best2 = torch.topk(d2, k=2, dim=1, largest=False)
     dist = best2.values.sqrt()  # (N, 2, H, W)
     slot = best2.indices[:, 0]
-    ids = torch.where(slot == VOID_SLOT, torch.full_like(slot, IGNORE_INDEX), slot).to(torch.uint8)
+    ids = slots_to_train_ids(slot)
     conf = 1.0 - dist[:, 0] / dist[:, 1].clamp_min(1e-6)
     return ids, conf.clamp(0.0, 1.0).to(torch.float32)

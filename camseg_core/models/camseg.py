@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..config import CamSegConfig, SamplerConfig
-from ..labels import IGNORE_INDEX, NUM_CLASSES, decode_maskige, encode_maskige
+from ..labels import VOID_SLOT, decode_maskige, encode_maskige, slots_to_train_ids
 from ..profiling import StageTimer
 from .autoencoder import KLAutoencoder
 from .diffusion_head import DiffusionHead
@@ -42,16 +42,15 @@ def vote(ids: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     """
     if ids.shape[0] == 1:
         return ids[0], conf[0]
-    slots = ids.long().clamp_max(NUM_CLASSES)  # (E, N, H, W); void -> slot NUM_CLASSES
-    counts = torch.zeros((NUM_CLASSES + 1, *ids.shape[1:]), device=ids.device, dtype=torch.float32)
+    slots = ids.long().clamp_max(VOID_SLOT)  # (E, N, H, W); void (255) -> VOID_SLOT
+    counts = torch.zeros((VOID_SLOT + 1, *ids.shape[1:]), device=ids.device, dtype=torch.float32)
     counts.scatter_add_(0, slots, torch.ones_like(conf))  # (K+1, N, H, W) votes per class
     summed = torch.zeros_like(counts).scatter_add_(0, slots, conf.float())  # (K+1, N, H, W)
     winner = (counts + summed / (ids.shape[0] + 1)).argmax(0)  # summed < E + 1: breaks ties only
     agree = (slots == winner).float()  # (E, N, H, W)
     n_agree = agree.sum(0)
     mean_conf = (conf * agree).sum(0) / n_agree.clamp_min(1)
-    labels = torch.where(winner == NUM_CLASSES, torch.full_like(winner, IGNORE_INDEX), winner)
-    return labels.to(torch.uint8), (n_agree / ids.shape[0]) * mean_conf
+    return slots_to_train_ids(winner), (n_agree / ids.shape[0]) * mean_conf
 
 
 class CamSeg(nn.Module):
@@ -221,8 +220,7 @@ class CamSeg(nn.Module):
             if ae.class_head is None:
                 return decode_maskige(maskige)
             conf, slot = logits.softmax(1).max(1)  # (N, H, W) each
-            ids = torch.where(slot == NUM_CLASSES, torch.full_like(slot, IGNORE_INDEX), slot)
-            return ids.to(torch.uint8), conf.float()
+            return slots_to_train_ids(slot), conf.float()
 
     @torch.no_grad()
     def reconstruct_mask(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

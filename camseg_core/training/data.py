@@ -16,6 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 
 from ..data.augment import Augment, AugmentConfig
 from ..data.datasets import list_conditions, open_dataset
+from ..imageops import place
 from ..labels import IGNORE_INDEX
 
 PAD_GREY = 128  # letterbox padding of images: mid grey, about 0 in [-1, 1] like the inference letterbox
@@ -70,12 +71,10 @@ def open_training_data(specs: list[str]) -> Dataset:
 def letterbox_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Fit (image, label) into `size` keeping the aspect ratio, top-left aligned; pad grey / IGNORE_INDEX."""
-    H, W = size
-    h, w = label.shape
-    scale = min(H / h, W / w)
-    ih, iw = max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))
-    out_img = np.full((H, W, 3), PAD_GREY, np.uint8)
-    out_lab = np.full((H, W), IGNORE_INDEX, np.uint8)
+    p = place(*label.shape, size)
+    h, ih, iw = p.height, p.inner_height, p.inner_width
+    out_img = np.full((*size, 3), PAD_GREY, np.uint8)
+    out_lab = np.full(size, IGNORE_INDEX, np.uint8)
     interp = cv2.INTER_AREA if ih < h else cv2.INTER_LINEAR
     out_img[:ih, :iw] = cv2.resize(image, (iw, ih), interpolation=interp)
     out_lab[:ih, :iw] = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
