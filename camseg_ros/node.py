@@ -25,17 +25,20 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from builtin_interfaces.msg import Time
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_system_default)
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from camseg_core.api import Segmenter
 from camseg_core.assets import resolve_checkpoint
 from camseg_core.labels import labels_as_dicts
 from camseg_ros import params
+from camseg_ros import cdr
 from camseg_ros.diagnostics import PipelineStats, to_diagnostic_array
-from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb, stamp_ns
+from camseg_ros.image_codec import compressed_to_rgb, image_to_rgb, stamp_ns
 from camseg_ros.outputs import ENCODINGS, render, scale_camera_info, to_processing_resolution
 
 OUTPUTS = tuple(ENCODINGS)  # mask, confidence, color, overlay
@@ -54,6 +57,22 @@ def qos_profile(name: str, reliable_depth: int = 1) -> QoSProfile:
         return QoSProfile(depth=reliable_depth, history=HistoryPolicy.KEEP_LAST,
                           reliability=ReliabilityPolicy.RELIABLE)
     return qos_profile_system_default
+
+
+def read_image(serialised: bytes):
+    """Read a raw Image subscription's bytes: in place (cdr.parse_image), or with rclpy for other layouts."""
+    try:
+        return cdr.parse_image(serialised)
+    except ValueError:
+        return deserialize_message(serialised, Image)
+
+
+def ros_header(header) -> Header:
+    """Return a std_msgs/Header of anything with stamp.sec, stamp.nanosec and frame_id."""
+    if isinstance(header, Header):
+        return header
+    return Header(stamp=Time(sec=int(header.stamp.sec), nanosec=int(header.stamp.nanosec)),
+                  frame_id=str(header.frame_id))
 
 
 def timed(function, *args):
@@ -137,8 +156,11 @@ class SegmentNode(LifecycleNode):
         compressed = self.settings.input_transport == 'compressed'
         kind, name = (CompressedImage, 'image/compressed') if compressed else (Image, 'image')
         qos = qos_profile(self.settings.qos)
+        # Raw images arrive as their serialised bytes and are read in place (cdr.parse_image): rclpy's own
+        # deserialisation copies the pixels into Python objects, milliseconds per HD frame on a small CPU.
         self._subs = [self.create_subscription(kind, topic(cam, name),
-                                               lambda msg, c=cam: self._on_frame(c, msg), qos)
+                                               lambda msg, c=cam: self._on_frame(c, msg), qos,
+                                               raw=not compressed)
                       for cam in self._cameras]
         if self.settings.camera_info:
             self._subs += [self.create_subscription(CameraInfo, topic(cam, 'camera_info'),
@@ -245,6 +267,13 @@ class SegmentNode(LifecycleNode):
         """Keep only the newest frame of each camera with its receipt time; the worker takes it when free."""
         received = time.monotonic_ns()
         self.stats.count('received')
+        if isinstance(msg, bytes):  # a raw Image subscription
+            try:
+                msg = read_image(msg)
+            except Exception as e:  # e.g. bytes cut short: rclpy's deserialisation failed too
+                self.stats.count('dropped_bad_input')
+                self._warn('bad_input', f'{camera or "image"}: undecodable Image dropped: {e}')
+                return
         stamp = stamp_ns(msg.header)
         if stamp:  # for reporting only: never used to drop frames
             offset_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
@@ -348,11 +377,11 @@ class SegmentNode(LifecycleNode):
         start = time.perf_counter()
         arrays = render(wanted, result.labels, result.confidence, rgb, s.confidence_threshold,
                         s.overlay_alpha)
-        messages = {name: fill_image(Image(header=header), array, ENCODINGS[name])
-                    for name, array in arrays.items()}
+        # Serialised here, pixels copied once (rclpy would copy them into an array.array, then into C).
+        messages = {name: cdr.image_bytes(header, array, ENCODINGS[name]) for name, array in arrays.items()}
         if 'camera_info' in wanted:
             info = copy.deepcopy(self._camera_info[camera])
-            info.header = header
+            info.header = ros_header(header)
             messages['camera_info'] = scale_camera_info(info, rgb.shape[1], rgb.shape[0], *size)
         self.stats.add_sample('outputs_ms', (time.perf_counter() - start) * 1e3)
         with self._publish_lock:

@@ -46,6 +46,7 @@ class Harness:
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node('camseg_test', context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
+        self.domain = domain_id
         self.executor.add_node(self.node)
         self.received = defaultdict(dict)  # topic -> header stamp ns -> (receipt ns, msg)
         self.diagnostics = {}  # status name -> latest {key: value}
@@ -149,7 +150,6 @@ def ros(tmp_path_factory, tiny_checkpoint):
             harness.listen(f'{prefix}segmentation/{out}')
     harness.listen('segmentation/camera_info', CameraInfo)
     harness.checkpoint, harness.tmp, harness.procs, harness.logs = checkpoint, tmp, procs, logs
-    harness.domain = domain
     logs['sim'] = tmp / 'sim.log'
     try:
         yield harness
@@ -447,8 +447,21 @@ def test_failed_configure_exits_nonzero_naming_the_cause(ros):
 
 
 def test_sim_time_lazy_outputs_and_diagnostics_without_clock(ros):
-    """use_sim_time with the shipped config: frames before and after /clock, diagnostics when time stops."""
-    sim = start_node(ros.checkpoint, ros.domain, ros.tmp / 'sim.log', dict(NODE_PARAMS, use_sim_time='true'),
+    """use_sim_time with the shipped config: frames before and after /clock, diagnostics when time stops.
+
+    On a domain of its own with a fresh harness: this node's /clock reaches no other node, and a late node's
+    discovery by a harness that has matched dozens of endpoints was seen to stall (no frames, no diagnostics).
+    """
+    harness = Harness(ros.domain + 50)
+    harness.logs = ros.logs
+    try:
+        check_sim_time(harness, ros.checkpoint)
+    finally:
+        harness.close()
+
+
+def check_sim_time(ros, checkpoint: str) -> None:
+    sim = start_node(checkpoint, ros.domain, ros.logs['sim'], dict(NODE_PARAMS, use_sim_time='true'),
                      ros_args=('-r', '__ns:=/sim', '-r', '__node:=sim'), params_file=CONFIG)
     try:
         ros.wait_stat('sim', 'state', lambda v: v == 'active', timeout=120)
@@ -516,3 +529,17 @@ def test_latency_probe_split():
     assert figures['transport'] == 7.0 and figures['node_work'] == 3.0
     assert 'transport in and out 7.0' in format_split(figures)
     assert np.isnan(split(50.0, 61.0, 1.0, {})['transport_in'])
+
+
+def test_latency_probe_end_to_end(tmp_path):
+    """The probe against a real node process: pre-serialised frames in, raw masks back, all figures there."""
+    from camseg_ros import latency_probe
+    out = tmp_path / 'latency.json'
+    assert latency_probe.main(['--width', '64', '--height', '48', '--steps', '1', '--repeats', '3',
+                               '--overload', '2', '--duration', '1', '--json', str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert len(report['end_to_end_ms']) == 3 and len(report['segment_alone_ms']) == 3
+    assert len(report['segment_back_to_back_ms']) == 3
+    assert report['overload_served'] >= 1 and all(age > 0 for age in report['overload_frame_age_ms'])
+    figures = report['split_ms']
+    assert figures['end_to_end'] > 0 and figures['in_node'] > 0 and not np.isnan(figures['segment'])
