@@ -27,7 +27,8 @@ import numpy as np
 
 from camseg_ros.cdr import parse_image
 from camseg_ros.image_codec import stamp_ns
-from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, stop_node
+from camseg_ros.latency_split import format_split, percentiles, split
+from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, start_process, stop_node
 
 
 IDLE_S = 0.3  # the node idles this long before each timed frame, and segment() alone before each call
@@ -103,60 +104,6 @@ def spin_until(executor, predicate, timeout: float) -> bool:
     return predicate()
 
 
-def percentiles(values_ms) -> str:
-    """Format as 'min W ms, median X ms, p95 Y ms (n=N)'."""
-    arr = np.asarray(values_ms, dtype=np.float64)
-    if not arr.size:
-        return 'no samples'
-    return (f'min {arr.min():.0f} ms, median {np.median(arr):.0f} ms, p95 {np.percentile(arr, 95):.0f} ms '
-            f'(n={arr.size})')
-
-
-# (key in split(), the node's diagnostics sample or None, label)
-STAGES = (
-    ('probe_publish', None, "probe's publish() call (part of transport in)"),
-    ('transport_in', 'stamp_offset_ms', 'transport in: stamp -> node callback'),
-    ('wait', 'wait_ms', 'node: callback -> worker'),
-    ('decode', 'decode_ms', 'node: decode to RGB'),
-    ('handoff', None, 'node: hand-off to/from the torch thread'),
-    ('segment', 'segment_ms', 'node: segment()'),
-    ('outputs', 'outputs_ms', 'node: render + serialise outputs'),
-    ('publish', 'publish_ms', 'node: publish()'),
-    ('in_node', 'in_node_ms', 'node: callback -> published'),
-    ('transport_out', None, 'transport out: the rest, to the probe callback'),
-)
-
-
-def split(alone: float, end_to_end: float, probe_publish: float, diagnostics: dict) -> dict:
-    """Where the end-to-end median goes, from the node's diagnostics medians (ms; NaN where unknown)."""
-    def stat(key: str) -> float:
-        try:
-            return float(diagnostics.get(f'{key}_median', 'nan'))
-        except ValueError:
-            return float('nan')
-
-    out = {key: stat(sample) for key, sample, _ in STAGES if sample}
-    out['probe_publish'] = float(probe_publish)
-    out['handoff'] = stat('processing_ms') - out['segment']
-    out['transport_out'] = end_to_end - out['transport_in'] - out['in_node']
-    out.update(segment_alone=float(alone), end_to_end=float(end_to_end),
-               node_overhead=float(end_to_end - alone), segment_inside_minus_alone=out['segment'] - alone,
-               transport=out['transport_in'] + out['transport_out'])
-    out['node_work'] = out['in_node'] - out['segment']  # the node's own stages besides segment()
-    return out
-
-
-def format_split(figures: dict) -> str:
-    """Render split() as an indented table and the overhead summary."""
-    lines = ['where the end-to-end median goes (medians, ms):']
-    lines += [f'  {label:<48} {figures[key]:7.1f}' for key, _, label in STAGES]
-    lines.append(f'node overhead (end to end - segment() alone): {figures["node_overhead"]:.1f} ms = '
-                 f'segment() inside the node - alone {figures["segment_inside_minus_alone"]:.1f} + '
-                 f'the node\'s own stages {figures["node_work"]:.1f} + transport in and out '
-                 f'{figures["transport"]:.1f}')
-    return '\n'.join(lines)
-
-
 def measure(args, checkpoint: str, log_path: Path) -> dict:
     """Run the three measurements; returns the figures in ms."""
     import rclpy
@@ -182,32 +129,32 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
     transports = args.transports or NODE_ENV['FASTDDS_BUILTIN_TRANSPORTS']
     os.environ['FASTDDS_BUILTIN_TRANSPORTS'] = report['transports'] = transports  # this process and the node
     print(f'FASTDDS_BUILTIN_TRANSPORTS={transports}', flush=True)
-    proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu'), transports=transports)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
+    proc = None
     try:
         probe = Probe(context, image)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(probe.node)
-        warmup = []  # publish until the node is up, subscribed and has served a frame
-        end = time.monotonic() + 120
-        while not probe.arrivals and proc.poll() is None and time.monotonic() < end:
-            warmup.append(probe.publish())
-            spin_until(executor, lambda: probe.arrivals, 1.0)
-        if not probe.arrivals:
-            raise RuntimeError(f'segment_node did not answer:\n{Path(log_path).read_text()}')
-        latencies = []
-        probe.publish_ms.clear()
-        for _ in range(args.repeats):
-            spin_until(executor, lambda: False, IDLE_S)  # let the node go idle
-            sent = probe.publish()
-            if spin_until(executor, lambda: sent in probe.arrivals, 60):
-                latencies.append((probe.arrivals[sent] - sent) / 1e6)
+        floor = []
+        if args.floor:
+            echo_log = Path(log_path).with_name('echo.log')
+            echo = start_process([sys.executable, '-m', 'camseg_ros.echo'], domain, echo_log,
+                                 transports=transports)
+            try:
+                floor = time_frames(probe, executor, echo, echo_log, args.repeats)
+            finally:
+                stop_node(echo)
+            report['floor_ms'] = floor
+            print(f'transport floor (an echo node answering at once, camseg_ros.echo): {percentiles(floor)}',
+                  flush=True)
+        proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu'), transports=transports)
+        latencies = time_frames(probe, executor, proc, log_path, args.repeats)
         report['end_to_end_ms'] = latencies
         spin_until(executor, lambda: False, 1.5)  # the node's next diagnostics
         print(f'publish -> mask received: {percentiles(latencies)}', flush=True)
         report['split_ms'] = split(np.median(alone) * 1e3, np.median(latencies), np.median(probe.publish_ms),
-                                   probe.diagnostics)
+                                   probe.diagnostics, float(np.median(floor)) if floor else float('nan'))
         print(format_split(report['split_ms']), flush=True)
 
         # Overload relative to what the node achieved just now (a busy machine makes `alone` unreliable).
@@ -229,8 +176,31 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
               f'output frame age {percentiles(ages)}', flush=True)
     finally:
         rclpy.shutdown(context=context)
-        stop_node(proc)
+        if proc is not None:
+            stop_node(proc)
     return report
+
+
+def time_frames(probe: Probe, executor, proc, log_path: Path, repeats: int) -> list[float]:
+    """Publish until the process `proc` answers, then time `repeats` frames one at a time (ms).
+
+    Each timed frame follows IDLE_S of quiet. The probe's arrivals and publish() times start afresh.
+    """
+    probe.arrivals.clear()
+    end = time.monotonic() + 120
+    while not probe.arrivals and proc.poll() is None and time.monotonic() < end:
+        probe.publish()
+        spin_until(executor, lambda: probe.arrivals, 1.0)
+    if not probe.arrivals:
+        raise RuntimeError(f'{proc.args} did not answer:\n{Path(log_path).read_text()}')
+    latencies = []
+    probe.publish_ms.clear()
+    for _ in range(repeats):
+        spin_until(executor, lambda: False, IDLE_S)  # let the node go idle
+        sent = probe.publish()
+        if spin_until(executor, lambda: sent in probe.arrivals, 60):
+            latencies.append((probe.arrivals[sent] - sent) / 1e6)
+    return latencies
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--domain-id', type=int, help='ROS domain (default: random in 150..230)')
     parser.add_argument('--transports', help='FASTDDS_BUILTIN_TRANSPORTS of the probe and the node '
                         f'(default: {NODE_ENV["FASTDDS_BUILTIN_TRANSPORTS"]})')
+    parser.add_argument('--no-floor', dest='floor', action='store_false',
+                        help='skip the transport floor (an echo node in place of segment_node, timed first)')
     parser.add_argument('--json', help='also write the figures to this JSON file')
     return parser
 
