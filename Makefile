@@ -2,7 +2,7 @@
 #   make demo   - create .venv, generate a sample drive bag, start the node with the shipped demo model, replay the
 #                 bag into it live over DDS; writes the output MCAP, report.md, metrics and PNGs under $(DEMO)
 #   make test   - create .venv (torch==2.13.0 first, then the package and its extras) and run all tests
-#   make demo-model - retrain the shipped demo model from generated scenes (about 70 min on 2 CPU cores) into
+#   make demo-model - retrain the shipped demo model from generated scenes (about 2 hours on 2 CPU cores) into
 #                 $(MODEL_RUN), with the evaluation of it and of the discriminative baseline
 #   make gpu-recipe - the same on one GPU machine in under 10 minutes at 128x256 (scripts/gpu_recipe.py)
 PYTHON ?= python3
@@ -50,6 +50,10 @@ demo-model: venv
 	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/vae --data generated:$(SYNTH) --out $(MODEL_RUN)/camseg \
 		--image-size 64x128 --steps 2000 --batch-size 8 --lr 4e-4 --warmup 150 --cache-latents --cache-copies 2 \
 		--save-every 250 --sample-every 500
+	# the shipped model went on from step 2000 to 5000 (the cosine schedule stretched over 5000 steps)
+	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/vae --data generated:$(SYNTH) --out $(MODEL_RUN)/camseg \
+		--image-size 64x128 --steps 5000 --batch-size 8 --lr 4e-4 --warmup 150 --cache-latents --cache-copies 2 \
+		--save-every 250 --sample-every 1000 --resume --allow-change steps
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
 		--image-size 64x128 --steps 2000 --batch-size 8 --warmup 100 --workers 1 --save-every 250 --sample-every 500
 	$(PY) -c "import dataclasses, sys, torch; from camseg_core.checkpoint import load_pretrained, save_pretrained; \
