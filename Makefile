@@ -56,6 +56,9 @@ demo-model: venv
 		--save-every 250 --sample-every 1000 --resume --allow-change steps
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
 		--image-size 64x128 --steps 2000 --batch-size 8 --warmup 100 --workers 1 --save-every 250 --sample-every 500
+	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
+		--image-size 64x128 --steps 5000 --batch-size 8 --warmup 100 --workers 1 --save-every 250 --sample-every 1000 \
+		--resume --allow-change steps
 	$(PY) -c "import dataclasses, sys, torch; from camseg_core.checkpoint import load_pretrained, save_pretrained; \
 		m, h = load_pretrained(sys.argv[1]); m.config.sampler = dataclasses.replace(m.config.sampler, ensemble=4); \
 		save_pretrained(m, sys.argv[2], h['meta'], dtype=torch.float16)" $(MODEL_RUN)/camseg $(MODEL_RUN)/export
