@@ -28,7 +28,7 @@ import numpy as np
 from camseg_ros.cdr import parse_image
 from camseg_ros.image_codec import stamp_ns
 from camseg_ros.latency_split import format_split, percentiles, split
-from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, start_process, stop_node
+from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, stop_node
 
 
 IDLE_S = 0.3  # the node idles this long before each timed frame, and segment() alone before each call
@@ -136,25 +136,13 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
         probe = Probe(context, image)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(probe.node)
-        floor = []
-        if args.floor:
-            echo_log = Path(log_path).with_name('echo.log')
-            echo = start_process([sys.executable, '-m', 'camseg_ros.echo'], domain, echo_log,
-                                 transports=transports)
-            try:
-                floor = time_frames(probe, executor, echo, echo_log, args.repeats)
-            finally:
-                stop_node(echo)
-            report['floor_ms'] = floor
-            print(f'transport floor (an echo node answering at once, camseg_ros.echo): {percentiles(floor)}',
-                  flush=True)
         proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu'), transports=transports)
         latencies = time_frames(probe, executor, proc, log_path, args.repeats)
         report['end_to_end_ms'] = latencies
         spin_until(executor, lambda: False, 1.5)  # the node's next diagnostics
         print(f'publish -> mask received: {percentiles(latencies)}', flush=True)
         report['split_ms'] = split(np.median(alone) * 1e3, np.median(latencies), np.median(probe.publish_ms),
-                                   probe.diagnostics, float(np.median(floor)) if floor else float('nan'))
+                                   probe.diagnostics)
         print(format_split(report['split_ms']), flush=True)
 
         # Overload relative to what the node achieved just now (a busy machine makes `alone` unreliable).
@@ -217,8 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--domain-id', type=int, help='ROS domain (default: random in 150..230)')
     parser.add_argument('--transports', help='FASTDDS_BUILTIN_TRANSPORTS of the probe and the node '
                         f'(default: {NODE_ENV["FASTDDS_BUILTIN_TRANSPORTS"]})')
-    parser.add_argument('--no-floor', dest='floor', action='store_false',
-                        help='skip the transport floor (an echo node in place of segment_node, timed first)')
     parser.add_argument('--json', help='also write the figures to this JSON file')
     return parser
 

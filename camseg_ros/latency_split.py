@@ -1,8 +1,8 @@
 """The latency probe's figures: percentiles, and where the end-to-end median goes (the split).
 
-`split` combines the probe's own timings (end to end, `segment()` alone, its publish() call, the echo node's
-transport floor) with segment_node's diagnostics medians; `format_split` prints it as `camseg-latency-probe`
-shows it. No ROS import: tested with plain numbers.
+`split` combines the probe's own timings (end to end, `segment()` alone, its publish() call) with the
+diagnostics medians of segment_node; `format_split` prints it as `camseg-latency-probe` shows it. No ROS
+import: tested with plain numbers.
 """
 from __future__ import annotations
 
@@ -33,13 +33,8 @@ STAGES = (
 )
 
 
-def split(alone: float, end_to_end: float, probe_publish: float, diagnostics: dict,
-          floor: float = float('nan')) -> dict:
-    """Where the end-to-end median goes, from the node's diagnostics medians (ms; NaN where unknown).
-
-    `floor` is the echo node's median (the transport floor); the overhead beyond it is what segment_node
-    itself adds.
-    """
+def split(alone: float, end_to_end: float, probe_publish: float, diagnostics: dict) -> dict:
+    """Where the end-to-end median goes, from the node's diagnostics medians (ms; NaN where unknown)."""
     def stat(key: str) -> float:
         try:
             return float(diagnostics.get(f'{key}_median', 'nan'))
@@ -54,7 +49,6 @@ def split(alone: float, end_to_end: float, probe_publish: float, diagnostics: di
                node_overhead=float(end_to_end - alone), segment_inside_minus_alone=out['segment'] - alone,
                transport=out['transport_in'] + out['transport_out'])
     out['node_work'] = out['in_node'] - out['segment']  # the node's own stages besides segment()
-    out.update(floor=float(floor), overhead_beyond_floor=out['node_overhead'] - float(floor))
     return out
 
 
@@ -66,7 +60,4 @@ def format_split(figures: dict) -> str:
                  f'segment() inside the node - alone {figures["segment_inside_minus_alone"]:.1f} + '
                  f'the node\'s own stages {figures["node_work"]:.1f} + transport in and out '
                  f'{figures["transport"]:.1f}')
-    if not np.isnan(figures.get('floor', float('nan'))):
-        lines.append(f'transport floor (echo node, end to end) {figures["floor"]:.1f} ms: segment_node adds '
-                     f'{figures["overhead_beyond_floor"]:.1f} ms beyond it')
     return '\n'.join(lines)

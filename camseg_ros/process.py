@@ -60,18 +60,12 @@ def start_node(checkpoint: str | None, domain_id: int, log_path: str | Path, par
 
     `transports` is its FASTDDS_BUILTIN_TRANSPORTS (default: NODE_ENV's).
     """
-    return start_process(node_command(checkpoint, params, ros_args, params_file, executable), domain_id,
-                         log_path, env, transports)
-
-
-def start_process(cmd: list[str], domain_id: int, log_path: str | Path, env: dict | None = None,
-                  transports: str | None = None) -> subprocess.Popen:
-    """Start ROS process `cmd` on domain `domain_id` with NODE_ENV (or `transports`), output in `log_path`."""
     environment = dict(env if env is not None else os.environ, ROS_DOMAIN_ID=str(domain_id), **NODE_ENV)
     if transports:
         environment['FASTDDS_BUILTIN_TRANSPORTS'] = transports
     with open(log_path, 'w') as log:  # the child keeps its own descriptor
-        return subprocess.Popen(cmd, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(node_command(checkpoint, params, ros_args, params_file, executable),
+                                env=environment, stdout=log, stderr=subprocess.STDOUT)
 
 
 def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> int:
