@@ -17,9 +17,9 @@ def test_probe_trains_and_scores(tmp_path, tiny_checkpoint):
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     out = tmp_path / 'probe.json'
-    assert probe.main(['--checkpoint', str(tiny_checkpoint), '--baseline', '', '--data', f'generated:{data}',
-                       '--val', f'cityscapes:{data}:val', '--copies', '2', '--steps', '30', '--batch-size', '4',
-                       '--workers', '0', '--out', str(out)]) == 0
+    assert probe.main(['--checkpoint', str(tiny_checkpoint), '--data', f'generated:{data}',
+                       '--val', f'cityscapes:{data}:val', '--copies', '2', '--steps', '30',
+                       '--batch-size', '4', '--workers', '0', '--out', str(out)]) == 0
     report = json.loads(out.read_text())
     assert report['train_items'] == 8 and report['val_images'] == 4
     figures = report['miou_at_processing_size']
