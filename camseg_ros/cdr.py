@@ -103,6 +103,11 @@ def parse_image(serialised) -> RawImage:
     return RawImage(Header(Stamp(sec, nanosec), frame_id), height, width, encoding, is_bigendian, step, data)
 
 
+def write_stamp(serialised: bytearray, stamp_ns: int) -> None:
+    """Overwrite, in place, the header stamp of a serialised message that starts with a std_msgs/Header."""
+    serialised[4:4 + _STAMP.size] = _STAMP.pack(*divmod(int(stamp_ns), 10**9))
+
+
 def _string(text: str, pos: int) -> tuple[bytes, int]:
     """CDR bytes of a string starting at body offset `pos` (aligned first), and the offset after it."""
     pad = -pos % 4

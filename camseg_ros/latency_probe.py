@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import struct
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camseg_ros.cdr import parse_image
+from camseg_ros.cdr import Header, Stamp, image_bytes, parse_image, write_stamp
 from camseg_ros.image_codec import stamp_ns
 from camseg_ros.latency_split import format_split, percentiles, split
 from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, stop_node
@@ -35,8 +34,10 @@ IDLE_S = 0.3  # the node idles this long before each timed frame, and segment() 
 
 
 def time_segment(checkpoint: str, image: np.ndarray, sampler: dict, repeats: int,
-                 idle: float = 0.0) -> list[float]:
-    """Seconds per `segment()` call on `image` (after one warm-up call), `idle` seconds of sleep before each.
+                 idles=(0.0,)) -> list[list[float]]:
+    """Seconds per `segment()` call on `image`, `repeats` calls per entry of `idles`, one model for all.
+
+    After one warm-up call, each entry of `idles` gets `repeats` calls, each after that many seconds of sleep.
 
     The node sees one frame after each idle pause, when caches are cold and the OpenMP workers asleep: the
     like-for-like `alone` figure has the same pauses (back to back, calls are a few ms faster).
@@ -44,14 +45,17 @@ def time_segment(checkpoint: str, image: np.ndarray, sampler: dict, repeats: int
     from camseg_core.api import Segmenter
     seg = Segmenter.from_pretrained(checkpoint, device='cpu', **sampler)
     seg.segment(image)
-    times = []
-    for _ in range(repeats):
-        time.sleep(idle)
-        start = time.perf_counter()
-        seg.segment(image)
-        times.append(time.perf_counter() - start)
+    runs = []
+    for idle in idles:
+        times = []
+        for _ in range(repeats):
+            time.sleep(idle)
+            start = time.perf_counter()
+            seg.segment(image)
+            times.append(time.perf_counter() - start)
+        runs.append(times)
     seg.close()
-    return times
+    return runs
 
 
 class Probe:
@@ -63,7 +67,6 @@ class Probe:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        from camseg_ros.cdr import Header, Stamp, image_bytes
         self.node = Node('camseg_latency_probe', context=context)
         # Serialised once; publish() only writes the stamp (bytes 4..11), as a C++ camera driver would cost
         # next to nothing: the probe's own Python work stays out of the node's figures.
@@ -87,8 +90,7 @@ class Probe:
     def publish(self) -> int:
         """Publish the frame stamped now; returns the stamp in ns."""
         now = self.node.get_clock().now()
-        sec, nanosec = divmod(now.nanoseconds, 10**9)
-        self.template[4:12] = struct.pack('<iI', sec, nanosec)
+        write_stamp(self.template, now.nanoseconds)
         data = bytes(self.template)  # rclpy publishes serialised bytes only from a bytes object
         start = time.perf_counter()
         self.pub.publish(data)
@@ -113,8 +115,7 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
     # The whole sampler, the same in both: a checkpoint's own defaults (e.g. an ensemble vote) would differ.
     sampler = {'num_iter': 1, 'steps': args.steps, 'scheduler': 'ddim', 'temperature': 1.0,
                'ensemble': args.ensemble, 'seed': 0}
-    back_to_back = time_segment(checkpoint, image, sampler, args.repeats)
-    alone = time_segment(checkpoint, image, sampler, args.repeats, idle=IDLE_S)
+    back_to_back, alone = time_segment(checkpoint, image, sampler, args.repeats, idles=(0.0, IDLE_S))
     report = {'segment_alone_ms': [t * 1e3 for t in alone], 'load_average': os.getloadavg(),
               'segment_back_to_back_ms': [t * 1e3 for t in back_to_back], 'cpu_count': os.cpu_count()}
     print(f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; steps={args.steps}, '
@@ -129,14 +130,13 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
     transports = args.transports or NODE_ENV['FASTDDS_BUILTIN_TRANSPORTS']
     os.environ['FASTDDS_BUILTIN_TRANSPORTS'] = report['transports'] = transports  # this process and the node
     print(f'FASTDDS_BUILTIN_TRANSPORTS={transports}', flush=True)
+    proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu'), transports=transports)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
-    proc = None
     try:
         probe = Probe(context, image)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(probe.node)
-        proc = start_node(checkpoint, domain, log_path, dict(sampler, device='cpu'), transports=transports)
         latencies = time_frames(probe, executor, proc, log_path, args.repeats)
         report['end_to_end_ms'] = latencies
         spin_until(executor, lambda: False, 1.5)  # the node's next diagnostics
@@ -164,23 +164,21 @@ def measure(args, checkpoint: str, log_path: Path) -> dict:
               f'output frame age {percentiles(ages)}', flush=True)
     finally:
         rclpy.shutdown(context=context)
-        if proc is not None:
-            stop_node(proc)
+        stop_node(proc)
     return report
 
 
 def time_frames(probe: Probe, executor, proc, log_path: Path, repeats: int) -> list[float]:
-    """Publish until the process `proc` answers, then time `repeats` frames one at a time (ms).
+    """Publish until segment_node (process `proc`) answers, then time `repeats` frames one at a time (ms).
 
-    Each timed frame follows IDLE_S of quiet. The probe's arrivals and publish() times start afresh.
+    Each timed frame follows IDLE_S of quiet; the probe's publish() times count the timed frames only.
     """
-    probe.arrivals.clear()
     end = time.monotonic() + 120
     while not probe.arrivals and proc.poll() is None and time.monotonic() < end:
         probe.publish()
         spin_until(executor, lambda: probe.arrivals, 1.0)
     if not probe.arrivals:
-        raise RuntimeError(f'{proc.args} did not answer:\n{Path(log_path).read_text()}')
+        raise RuntimeError(f'segment_node did not answer:\n{Path(log_path).read_text()}')
     latencies = []
     probe.publish_ms.clear()
     for _ in range(repeats):

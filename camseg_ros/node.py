@@ -20,12 +20,12 @@ import time
 import numpy as np
 import rclpy
 import torch
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from builtin_interfaces.msg import Time
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_system_default)
 from rclpy.serialization import deserialize_message
@@ -35,8 +35,7 @@ from std_msgs.msg import Header, String
 from camseg_core.api import Segmenter
 from camseg_core.assets import resolve_checkpoint
 from camseg_core.labels import labels_as_dicts
-from camseg_ros import params
-from camseg_ros import cdr
+from camseg_ros import cdr, params
 from camseg_ros.diagnostics import PipelineStats, to_diagnostic_array
 from camseg_ros.image_codec import compressed_to_rgb, image_to_rgb, stamp_ns
 from camseg_ros.outputs import ENCODINGS, render, scale_camera_info, to_processing_resolution

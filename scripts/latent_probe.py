@@ -28,7 +28,7 @@ from camseg_core.checkpoint import load_pretrained
 from camseg_core.data.datasets import open_dataset
 from camseg_core.evaluation.metrics import MetricSuite
 from camseg_core.labels import IGNORE_INDEX, NUM_CLASSES
-from camseg_core.training.data import PairData, open_training_data
+from camseg_core.training.data import PairData, open_training_data, prepare_fork
 
 
 def token_head(channels: int, width: int = 128, depth: int = 4) -> nn.Module:
@@ -43,6 +43,7 @@ def token_head(channels: int, width: int = 128, depth: int = 4) -> nn.Module:
 @torch.no_grad()
 def encode(autoencoder, data: PairData, keys, batch_size: int, workers: int):
     """Latents (N, C, h, w) and labels (N, H, W) uint8 of `data[key]` for every key."""
+    prepare_fork(workers)  # the loader forks: OpenCV's thread pool must go first (training/data.py)
     loader = DataLoader([int(k) for k in keys], batch_size=batch_size, num_workers=workers,
                         collate_fn=lambda ks: torch.utils.data.default_collate([data[k] for k in ks]))
     latents, labels = [], []

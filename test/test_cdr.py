@@ -64,3 +64,12 @@ def test_bad_bytes_are_a_clear_error():
         cdr.parse_image(b'\x00\x00' + good[2:])  # big-endian encapsulation
     with pytest.raises(ValueError, match='little-endian'):
         cdr.parse_image(b'')
+
+
+def test_write_stamp_changes_only_the_stamp():
+    array = RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    serialised = bytearray(cdr.image_bytes(cdr.Header(cdr.Stamp(1, 2), 'cam'), array, 'rgb8'))
+    cdr.write_stamp(serialised, -3 * 10**9 + 7)  # before 1970: sec -3, nanosec 7 as in builtin_interfaces
+    msg = serialization.deserialize_message(bytes(serialised), Image)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (-3, 7)
+    assert msg.header.frame_id == 'cam' and bytes(msg.data) == array.tobytes()
