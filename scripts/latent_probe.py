@@ -7,7 +7,8 @@ It encodes augmented training scenes once with the checkpoint's frozen autoencod
 transformer sees), trains a small convolutional head on them with cross-entropy (class scores per token,
 upsampled to the processing size), and scores three models on the same letterboxed validation images at the
 processing size: the probe, the CAM-Seg checkpoint itself (its default sampler) and, if given, the
-discriminative baseline. If the probe comes close to the baseline, the image tokens hold what is needed and
+discriminative baseline; beside them, the labels reduced to one class per token (the most a per-token class
+map can score). If the probe comes close to the baseline, the image tokens hold what is needed and
 the generator (transformer + diffusion head + mask decoding) is where CAM-Seg loses; if it stays near
 CAM-Seg, the image latents are the bottleneck. A diagnostic, not a product command.
 """
@@ -38,6 +39,20 @@ def token_head(channels: int, width: int = 128, depth: int = 4) -> nn.Module:
         layers += [nn.Conv2d(c, width, 3, padding=1), nn.GroupNorm(8, width), nn.GELU()]
         c = width
     return nn.Sequential(*layers, nn.Conv2d(width, NUM_CLASSES, 1))
+
+
+def token_majority(labels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Labels (N, H, W) reduced to the majority class of each token's pixels and drawn back at (H, W).
+
+    Ignored pixels (255) do not vote; a token without labelled pixels is 255. Ties go to the lower class id.
+    """
+    n, h, w = labels.shape
+    ph, pw = h // grid[0], w // grid[1]
+    onehot = F.one_hot(labels.clamp_max(NUM_CLASSES), NUM_CLASSES + 1)[..., :NUM_CLASSES]  # (N, H, W, K)
+    counts = F.avg_pool2d(onehot.permute(0, 3, 1, 2).float(), (ph, pw))  # (N, K, gh, gw)
+    majority = counts.argmax(1)
+    majority[counts.sum(1) == 0] = IGNORE_INDEX
+    return majority.repeat_interleave(ph, 1).repeat_interleave(pw, 2)
 
 
 @torch.no_grad()
@@ -94,7 +109,7 @@ def main(argv=None) -> int:
     models = {'probe on image latents': None, 'CAM-Seg': model}
     if args.baseline:
         models['baseline'] = load_pretrained(args.baseline)[0].eval()
-    suites = {name: MetricSuite() for name in models}
+    suites = {name: MetricSuite() for name in [*models, 'labels, one class per token (no model)']}
     head.eval()
     with torch.no_grad():
         for batch in tqdm(DataLoader([val[i] for i in range(len(val))], batch_size=8), desc='score'):
@@ -108,6 +123,10 @@ def main(argv=None) -> int:
                     pred, conf = m.predict(x, model.config.sampler, torch.Generator().manual_seed(args.seed))
                 for i in range(len(x)):
                     suites[name].update(pred[i].numpy(), truth[i].numpy(), conf[i].float().numpy())
+            grid_labels = token_majority(truth, model.config.token_grid)
+            for i in range(len(x)):
+                suites['labels, one class per token (no model)'].update(
+                    grid_labels[i].numpy(), truth[i].numpy(), torch.ones(size).numpy())
     figures = {name: round(100 * s.summary()['miou'], 1) for name, s in suites.items()}
     report = {'checkpoint': args.checkpoint, 'baseline': args.baseline, 'data': args.data, 'val': args.val,
               'val_images': len(val), 'processing_size': size, 'train_items': len(latents),
