@@ -158,3 +158,17 @@ def decode_maskige(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ids = slots_to_train_ids(slot)
     conf = 1.0 - dist[:, 0] / dist[:, 1].clamp_min(1e-6)
     return ids, conf.clamp(0.0, 1.0).to(torch.float32)
+
+
+def token_class_mix(train_ids: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Each token's class mix: trainIds (B, H, W) -> (B, rows * cols, NUM_CLASSES) fractions.
+
+    A token covers an (H / rows) x (W / cols) patch; each row is the share of every class among the patch's
+    labelled pixels (it sums to 1), or all zeros where the patch has no labelled pixel.
+    """
+    b, h, w = train_ids.shape
+    onehot = torch.nn.functional.one_hot(train_ids.long().clamp_max(NUM_CLASSES), NUM_CLASSES + 1)
+    counts = torch.nn.functional.avg_pool2d(onehot[..., :NUM_CLASSES].permute(0, 3, 1, 2).float(),
+                                            (h // grid[0], w // grid[1]))  # (B, K, rows, cols)
+    counts = counts.flatten(2).transpose(1, 2)  # (B, L, K)
+    return counts / counts.sum(-1, keepdim=True).clamp_min(1e-12)

@@ -85,17 +85,25 @@ class Probe:
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def _on_mask(self, serialised: bytes) -> None:  # raw: only the header is read
-        self.arrivals[stamp_ns(parse_image(serialised).header)] = self.node.get_clock().now().nanoseconds
+        received = self.node.get_clock().now().nanoseconds
+        self.arrivals[stamp_ns(parse_image(serialised).header)] = received
 
-    def publish(self) -> int:
-        """Publish the frame stamped now; returns the stamp in ns."""
-        now = self.node.get_clock().now()
-        write_stamp(self.template, now.nanoseconds)
+    def publish(self, due_ns: int | None = None) -> int:
+        """Publish the frame stamped now, or stamped `due_ns` at that time; returns the stamp in ns.
+
+        With `due_ns`, the frame is stamped and copied into its bytes first, and published once the clock
+        reaches the stamp: the probe's own copy of the frame stays out of the measured latency.
+        """
+        clock = self.node.get_clock()
+        stamp = due_ns if due_ns is not None else clock.now().nanoseconds
+        write_stamp(self.template, stamp)
         data = bytes(self.template)  # rclpy publishes serialised bytes only from a bytes object
+        while clock.now().nanoseconds < stamp:
+            pass  # at most the rest of the idle pause's last spin
         start = time.perf_counter()
         self.pub.publish(data)
         self.publish_ms.append((time.perf_counter() - start) * 1e3)
-        return now.nanoseconds
+        return stamp
 
 
 def spin_until(executor, predicate, timeout: float) -> bool:
@@ -181,9 +189,11 @@ def time_frames(probe: Probe, executor, proc, log_path: Path, repeats: int) -> l
         raise RuntimeError(f'segment_node did not answer:\n{Path(log_path).read_text()}')
     latencies = []
     probe.publish_ms.clear()
+    clock = probe.node.get_clock()
     for _ in range(repeats):
-        spin_until(executor, lambda: False, IDLE_S)  # let the node go idle
-        sent = probe.publish()
+        due = clock.now().nanoseconds + int(IDLE_S * 1e9)  # let the node go idle
+        spin_until(executor, lambda: clock.now().nanoseconds >= due - 30_000_000, IDLE_S)
+        sent = probe.publish(due)
         if spin_until(executor, lambda: sent in probe.arrivals, 60):
             latencies.append((probe.arrivals[sent] - sent) / 1e6)
     return latencies

@@ -73,3 +73,14 @@ def test_logits_agree_with_decoding_and_targets(rng):
     assert slots.max() == L.VOID_SLOT and torch.equal(slots[ids != 255], ids[ids != 255].long())
     back, _ = L.decode_maskige(img)
     assert torch.equal(L.class_targets(back), logits.argmax(1))
+
+
+def test_token_class_mix_counts_labelled_pixels_per_token():
+    labels = torch.full((1, 4, 4), 255, dtype=torch.uint8)
+    labels[0, :2, :2] = torch.tensor([[0, 0], [0, 13]])  # token (0, 0): three road, one car
+    labels[0, :2, 2:] = 5  # token (0, 1): all pole
+    labels[0, 2:, :2] = torch.tensor([[255, 255], [255, 8]])  # token (1, 0): one labelled pixel of three void
+    mix = L.token_class_mix(labels, (2, 2))  # token (1, 1) stays all void
+    assert mix.shape == (1, 4, L.NUM_CLASSES)
+    assert torch.allclose(mix[0, 0, [0, 13]], torch.tensor([0.75, 0.25])) and mix[0, 0].sum() == 1
+    assert mix[0, 1, 5] == 1 and mix[0, 2, 8] == 1 and mix[0, 3].sum() == 0

@@ -71,6 +71,43 @@ def test_vae_then_segmenter(tmp_path, data):
     segment_once(seg)
 
 
+def test_token_class_loss_trains_a_classifier_on_z(tmp_path, data):
+    vae, cached, plain = tmp_path / 'vae', tmp_path / 'cached', tmp_path / 'plain'
+    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0',
+                  *FAST]) == 0
+    args = ['segmenter', '--init', str(vae), '--data', data, '--steps', '2', '--sample-every', '0',
+            '--class-weight', '0.5', *FAST[2:]]
+    for out, extra in ((cached, ['--cache-latents']), (plain, [])):
+        assert train([*args, '--out', str(out), *extra]) == 0
+        model, header = load_pretrained(out)
+        assert header['config']['transformer']['class_weight'] == 0.5
+        init = build_stage_model(StageOptions('segmenter', init=vae, image_size=(32, 64), class_weight=0.5))
+        assert not torch.equal(model.transformer.classifier.weight, init.transformer.classifier.weight)
+        assert (out / 'tb').is_dir()
+    with pytest.raises(ValueError, match='class-weight'):  # set only when the segmenter starts from a vae run
+        build_stage_model(StageOptions('segmenter', init=cached, class_weight=0.1))
+
+
+def test_token_class_loss_term(model_and_data):
+    model, dataset = model_and_data
+    config = preset('tiny')
+    config.image_size, config.transformer.class_weight = (32, 64), 2.0
+    torch.manual_seed(0)
+    with_classes = build_model('camseg', config.to_dict())
+    cache, _ = encode_dataset(with_classes, dataset, 4, torch.device('cpu'), False)
+    item = cache[0]
+    assert item['token_classes'].shape == (4 * 8, 19)  # (32/8) x (64/8) tokens, 19 classes
+    batch = {k: torch.stack([cache[i][k] for i in range(len(cache))]) for k in item}
+    parts = {}
+    torch.manual_seed(1)
+    total = with_classes.loss(batch['image_tokens'], batch['mask_tokens'], batch['token_classes'], parts)
+    assert set(parts) == {'diffusion', 'token_class'} and parts['token_class'] > 0
+    assert torch.allclose(total, parts['diffusion'] + 2.0 * parts['token_class'])
+    torch.manual_seed(1)  # without class mixes the loss is the paper's denoising loss alone
+    assert torch.equal(with_classes.loss(batch['image_tokens'], batch['mask_tokens']), parts['diffusion'])
+    assert 'token_classes' not in encode_dataset(model, dataset, 4, torch.device('cpu'), False)[0][0]
+
+
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, data):
     args = ['baseline', '--data', data, '--preset', 'micro', '--steps', '4', '--save-every', '2',
             '--sample-every', '0', *FAST[2:]]

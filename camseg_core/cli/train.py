@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         '(random scale/crop/flip, photometric and weather augmentation)')
     p.add_argument('--kl-weight', type=float, default=1e-6, help='vae: weight of the KL term')
     p.add_argument('--class-weight', type=float, default=0.0,
-                   help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only)')
+                   help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only); '
+                        'segmenter: weight of the cross-entropy teaching the transformer output each '
+                        "token's class mix (0: the paper's denoising loss only)")
     p.add_argument('--mask-weight', type=float, default=1.0,
                    help='vae: weight of the maskige reconstruction error relative to the images')
     p.add_argument('--save-every', type=int, default=500, help='checkpoint interval in steps')

@@ -81,13 +81,31 @@ class CamSeg(nn.Module):
             mask_tokens = to_tokens(self.autoencoder.encode(encode_maskige(labels)))
         return image_tokens, mask_tokens
 
-    def loss(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor) -> torch.Tensor:
-        """Denoising loss on randomly masked mask tokens. Both (B, L, C) scaled latents."""
+    def loss(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor,
+             token_classes: torch.Tensor | None = None, parts: dict | None = None) -> torch.Tensor:
+        """Denoising loss on randomly masked mask tokens. Both (B, L, C) scaled latents.
+
+        With `transformer.class_weight` > 0 and `token_classes` (B, L, K), each token's class mix
+        (`labels.token_class_mix`), it adds the weighted cross-entropy of the transformer's classifier on the
+        masked tokens. `parts`, if given, receives the detached terms by name.
+        """
         B, L, C = mask_tokens.shape
         masked = self.transformer.sample_mask(B, mask_tokens.device)  # (B, L)
         visible = mask_tokens * (~masked).unsqueeze(-1)  # masked values never reach the encoder anyway
         z = self.transformer(image_tokens, visible, masked)  # (B, L, W)
-        return self.head.loss(mask_tokens.reshape(B * L, C), z.reshape(B * L, -1), masked.reshape(-1).float())
+        loss = self.head.loss(mask_tokens.reshape(B * L, C), z.reshape(B * L, -1), masked.reshape(-1).float())
+        classifier = self.transformer.classifier
+        if parts is not None:
+            parts['diffusion'] = loss.detach()
+        if classifier is None or token_classes is None:
+            return loss
+        target = token_classes.float()
+        weight = masked.float() * (target.sum(-1) > 0)  # masked tokens with labelled pixels
+        cross = -(target * torch.log_softmax(classifier(z).float(), dim=-1)).sum(-1)  # (B, L)
+        cross = (cross * weight).sum() / weight.sum().clamp_min(1.0)
+        if parts is not None:
+            parts['token_class'] = cross.detach()
+        return loss + self.config.transformer.class_weight * cross
 
     @torch.no_grad()
     def generate(self, image_tokens: torch.Tensor, sampler: SamplerConfig,
@@ -185,8 +203,7 @@ class CamSeg(nn.Module):
         image's result does not depend on the other images of the batch.
         """
         timer = timer or StageTimer()
-        if images.is_cuda:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)  # NHWC, like the Segmenter's weights
         with timer('encode'):
             image_tokens = to_tokens(self.autoencoder.encode(images))  # (N, L, C)
         E, N = sampler.ensemble, images.shape[0]
@@ -209,8 +226,7 @@ class CamSeg(nn.Module):
         # bf16 has fp32's range and decodes in bf16; fp16 decoders can overflow to NaN and decode in fp32
         bf16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
         latents = latents.float()
-        if latents.is_cuda:
-            latents = latents.contiguous(memory_format=torch.channels_last)
+        latents = latents.contiguous(memory_format=torch.channels_last)
         with timer('decode'), torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
             if ae.class_head is None:
                 maskige = ae.decode(latents).float()  # (N, 3, H, W)

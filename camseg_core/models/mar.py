@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TransformerConfig
+from ..labels import NUM_CLASSES
 
 
 class Attention(nn.Module):
@@ -76,6 +77,8 @@ class MaskedTransformer(nn.Module):
                                      for _ in range(config.decoder_depth))
         self.decoder_norm = nn.LayerNorm(w)
         self.output_pos = nn.Parameter(torch.zeros(1, L, w))
+        # auxiliary: z -> class scores of each token (training only; see TransformerConfig.class_weight)
+        self.classifier = nn.Linear(w, NUM_CLASSES) if config.class_weight > 0 else None
         for p in (self.encoder_pos, self.encoder_stream, self.decoder_pos, self.decoder_stream,
                   self.output_pos, self.mask_token):
             nn.init.trunc_normal_(p, std=0.02)

@@ -15,21 +15,26 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..api import PRECISIONS
+from ..labels import token_class_mix
 from ..models.camseg import CamSeg
 from .data import PREFETCH, PairData, prepare_fork
 
 
 class CachedTokens(Dataset):
-    """Pre-encoded (image_tokens, mask_tokens) pairs held in memory."""
+    """Pre-encoded (image_tokens, mask_tokens) pairs held in memory, with each token's class mix if kept."""
 
-    def __init__(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor):
-        self.image_tokens, self.mask_tokens = image_tokens, mask_tokens
+    def __init__(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor,
+                 token_classes: torch.Tensor | None = None):
+        self.image_tokens, self.mask_tokens, self.token_classes = image_tokens, mask_tokens, token_classes
 
     def __len__(self) -> int:
         return len(self.image_tokens)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {'image_tokens': self.image_tokens[index], 'mask_tokens': self.mask_tokens[index]}
+        item = {'image_tokens': self.image_tokens[index], 'mask_tokens': self.mask_tokens[index]}
+        if self.token_classes is not None:
+            item['token_classes'] = self.token_classes[index]
+        return item
 
 
 @dataclass
@@ -96,15 +101,18 @@ def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: tor
     loader = DataLoader(Subset(data, _share(total, rank, world)), batch_size=batch_size, num_workers=workers,
                         pin_memory=cuda, prefetch_factor=PREFETCH if workers else None)
     start = time.perf_counter()
-    images, masks = [], []  # kept on the device: one copy back at the end, no sync per batch
+    keep_classes = model.transformer.classifier is not None
+    images, masks, classes = [], [], []  # kept on the device: one copy back at the end, no sync per batch
     with torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != 'fp32'):
         for batch in tqdm(loader, desc='encode latents', disable=not progress):
-            x, y = model.encode_pair(batch['image'].to(device, non_blocking=True),
-                                     batch['label'].to(device, non_blocking=True))  # (B, L, C) each
+            label = batch['label'].to(device, non_blocking=True)
+            x, y = model.encode_pair(batch['image'].to(device, non_blocking=True), label)  # (B, L, C) each
             images.append(x.float())
             masks.append(y.float())
-    image_tokens, mask_tokens = torch.cat(images), torch.cat(masks)  # (N_rank, L, C)
+            if keep_classes:
+                classes.append(token_class_mix(label, model.grid).half())  # (B, L, K)
+    parts = [torch.cat(images), torch.cat(masks)] + ([torch.cat(classes)] if keep_classes else [])
     if world > 1:
-        image_tokens, mask_tokens = _gather(image_tokens, total, world), _gather(mask_tokens, total, world)
-    cache = CachedTokens(image_tokens.cpu(), mask_tokens.cpu())
+        parts = [_gather(part, total, world) for part in parts]
+    cache = CachedTokens(*(part.cpu() for part in parts))
     return cache, CacheStats(total, time.perf_counter() - start, workers, precision, world)

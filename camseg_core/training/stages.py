@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..labels import encode_maskige
+from ..labels import encode_maskige, token_class_mix
 from ..models.camseg import CamSeg
 from .cache import encode_dataset
 from .data import PairData, make_batches
@@ -35,7 +35,8 @@ class StageOptions:
     cache_latents: bool = False  # segmenter: encode the data once (no augmentation), keep tokens in memory
     cache_copies: int = 0  # with cache_latents: also cache this many augmented copies of every item
     kl_weight: float = 1e-6  # vae only: weight of the KL term
-    class_weight: float = 0.0  # vae only: weight of the class cross-entropy on decoded maskiges
+    class_weight: float = 0.0  # vae: weight of the class cross-entropy on decoded maskiges; segmenter (from a
+    # vae run): the model's transformer.class_weight, the token-class cross-entropy on z
     mask_weight: float = 1.0  # vae only: weight of the maskige reconstruction error relative to images
     workers: int = 2  # DataLoader worker processes
 
@@ -63,10 +64,16 @@ class SegmenterStep(nn.Module):
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         if 'image_tokens' in batch:
             image_tokens, mask_tokens = batch['image_tokens'], batch['mask_tokens']
+            token_classes = batch.get('token_classes')
         else:
             self.model.autoencoder.eval()
             image_tokens, mask_tokens = self.model.encode_pair(batch['image'], batch['label'])
-        return self.model.loss(image_tokens, mask_tokens), {}
+            token_classes = None
+            if self.model.transformer.classifier is not None:
+                token_classes = token_class_mix(batch['label'], self.model.grid)
+        parts = {}
+        loss = self.model.loss(image_tokens, mask_tokens, token_classes, parts)
+        return loss, parts if 'token_class' in parts else {}
 
 
 class BaselineStep(nn.Module):
