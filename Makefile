@@ -49,11 +49,11 @@ demo-model: venv
 		--sample-every 300
 	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/vae --data generated:$(SYNTH) --out $(MODEL_RUN)/camseg \
 		--image-size 64x128 --steps 2000 --batch-size 8 --lr 4e-4 --warmup 150 --cache-latents --cache-copies 2 \
-		--save-every 250 --sample-every 500
+		--image-stem 3 --save-every 250 --sample-every 500
 	# the shipped model went on from step 2000 to 5000 (the cosine schedule stretched over 5000 steps)
 	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/vae --data generated:$(SYNTH) --out $(MODEL_RUN)/camseg \
 		--image-size 64x128 --steps 5000 --batch-size 8 --lr 4e-4 --warmup 150 --cache-latents --cache-copies 2 \
-		--save-every 250 --sample-every 1000 --resume --allow-change steps
+		--image-stem 3 --save-every 250 --sample-every 1000 --resume --allow-change steps
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
 		--image-size 64x128 --steps 2000 --batch-size 8 --warmup 100 --workers 1 --save-every 250 --sample-every 500
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \

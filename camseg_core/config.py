@@ -51,6 +51,8 @@ class TransformerConfig:
     dropout: float = 0.1  # attention and projection dropout in training
     mask_ratio_min: float = 0.7  # training mask ratio ~ truncated N(1.0, std) on [min, 1.0]
     mask_ratio_std: float = 0.25
+    image_stem: int = 0  # 3x3 convolutions over the image token grid, added to the image tokens' linear
+    # projection: each image token then also sees its neighbours (0: MAR's linear projection only)
     class_weight: float = 0.0  # > 0: training adds this weight times a cross-entropy teaching z each masked
     # token's class mix (a linear classifier on z, trained with the rest; CAM-Seg's loss is unchanged)
 

@@ -120,7 +120,7 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
                                       '--preset', 'tiny', '--class-weight', '1.0')),
         ('segmenter', 'camseg-train', train('segmenter', 'camseg', s['SEG_STEPS'], s['SEG_BATCH'],
                                             s['SEG_LR'], 12, '--init', str(run / 'vae'), '--cache-latents',
-                                            '--cache-copies', s['CACHE_COPIES'])),
+                                            '--cache-copies', s['CACHE_COPIES'], '--image-stem', '3')),
         ('baseline', 'camseg-train', train('baseline', 'baseline', s['BASE_STEPS'], s['BASE_BATCH'],
                                            s['BASE_LR'], 20, '--preset', 'tiny')),
         ('export', 'export-float16', [str(run / 'camseg'), str(run / 'export')]),

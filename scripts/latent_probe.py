@@ -28,7 +28,7 @@ from tqdm import tqdm
 from camseg_core.checkpoint import load_pretrained
 from camseg_core.data.datasets import open_dataset
 from camseg_core.evaluation.metrics import MetricSuite
-from camseg_core.labels import IGNORE_INDEX, NUM_CLASSES
+from camseg_core.labels import IGNORE_INDEX, NUM_CLASSES, token_class_mix
 from camseg_core.training.data import PairData, open_training_data, prepare_fork
 
 
@@ -47,12 +47,11 @@ def token_majority(labels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     Ignored pixels (255) do not vote; a token without labelled pixels is 255. Ties go to the lower class id.
     """
     n, h, w = labels.shape
-    ph, pw = h // grid[0], w // grid[1]
-    onehot = F.one_hot(labels.clamp_max(NUM_CLASSES), NUM_CLASSES + 1)[..., :NUM_CLASSES]  # (N, H, W, K)
-    counts = F.avg_pool2d(onehot.permute(0, 3, 1, 2).float(), (ph, pw))  # (N, K, gh, gw)
-    majority = counts.argmax(1)
-    majority[counts.sum(1) == 0] = IGNORE_INDEX
-    return majority.repeat_interleave(ph, 1).repeat_interleave(pw, 2)
+    mix = token_class_mix(labels, grid)  # (N, L, K)
+    majority = mix.argmax(-1)
+    majority[mix.sum(-1) == 0] = IGNORE_INDEX
+    majority = majority.view(n, *grid)
+    return majority.repeat_interleave(h // grid[0], 1).repeat_interleave(w // grid[1], 2)
 
 
 @torch.no_grad()

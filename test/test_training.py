@@ -71,21 +71,43 @@ def test_vae_then_segmenter(tmp_path, data):
     segment_once(seg)
 
 
-def test_token_class_loss_trains_a_classifier_on_z(tmp_path, data):
+def test_segmenter_options_token_classes_and_image_stem(tmp_path, data, capsys):
     vae, cached, plain = tmp_path / 'vae', tmp_path / 'cached', tmp_path / 'plain'
     assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0',
                   *FAST]) == 0
     args = ['segmenter', '--init', str(vae), '--data', data, '--steps', '2', '--sample-every', '0',
-            '--class-weight', '0.5', *FAST[2:]]
+            '--class-weight', '0.5', '--image-stem', '2', *FAST[2:]]
+    init = build_stage_model(StageOptions('segmenter', init=vae, image_size=(32, 64), class_weight=0.5,
+                                          image_stem=2))
     for out, extra in ((cached, ['--cache-latents']), (plain, [])):
         assert train([*args, '--out', str(out), *extra]) == 0
         model, header = load_pretrained(out)
         assert header['config']['transformer']['class_weight'] == 0.5
-        init = build_stage_model(StageOptions('segmenter', init=vae, image_size=(32, 64), class_weight=0.5))
-        assert not torch.equal(model.transformer.classifier.weight, init.transformer.classifier.weight)
-        assert (out / 'tb').is_dir()
+        assert header['config']['transformer']['image_stem'] == 2 and len(model.transformer.image_stem) == 4
+        for part in (model.transformer.classifier, model.transformer.image_stem[-1]):  # both trained
+            name = 'classifier' if part is model.transformer.classifier else 'image_stem.3'
+            assert not torch.equal(part.weight, init.transformer.get_submodule(name).weight)
+        segment_once(out)
     with pytest.raises(ValueError, match='class-weight'):  # set only when the segmenter starts from a vae run
-        build_stage_model(StageOptions('segmenter', init=cached, class_weight=0.1))
+        build_stage_model(StageOptions('segmenter', init=cached, class_weight=0.1, image_stem=2))
+    with pytest.raises(SystemExit):  # the saved model fixes it
+        train([*args[:-len(FAST[2:])], '--image-stem', '1', *FAST[2:], '--out', str(cached), '--resume'])
+    assert 'changes image_stem (2 -> 1), which the saved model fixes' in capsys.readouterr().err
+
+
+def test_image_stem_starts_as_the_linear_projection():
+    config = preset('tiny')
+    config.image_size = (32, 64)
+    torch.manual_seed(0)
+    plain = build_model('camseg', config.to_dict()).eval()
+    config.transformer.image_stem = 3
+    stem = build_model('camseg', config.to_dict()).eval()
+    stem.load_state_dict(plain.state_dict(), strict=False)  # the same weights besides the stem
+    tokens = torch.randn(2, 32, 16)
+    masked = torch.ones(2, 32, dtype=torch.bool)
+    with torch.no_grad():
+        same = plain.transformer(tokens, tokens, masked), stem.transformer(tokens, tokens, masked)
+    assert torch.equal(*same)
 
 
 def test_token_class_loss_term(model_and_data):

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only); '
                         'segmenter: weight of the cross-entropy teaching the transformer output each '
                         "token's class mix (0: the paper's denoising loss only)")
+    p.add_argument('--image-stem', type=int, default=0, metavar='N',
+                   help='segmenter: N 3x3 convolutions over the image token grid beside the linear '
+                        "projection into the transformer (0: MAR's linear projection only)")
     p.add_argument('--mask-weight', type=float, default=1.0,
                    help='vae: weight of the maskige reconstruction error relative to the images')
     p.add_argument('--save-every', type=int, default=500, help='checkpoint interval in steps')
@@ -93,7 +96,8 @@ def run(args) -> int:
     opts = StageOptions(stage=args.stage, preset=args.preset, image_size=args.image_size, init=args.init,
                         augment=not args.no_augment, cache_latents=args.cache_latents,
                         cache_copies=args.cache_copies, kl_weight=args.kl_weight,
-                        class_weight=args.class_weight, mask_weight=args.mask_weight, workers=args.workers)
+                        class_weight=args.class_weight, mask_weight=args.mask_weight,
+                        image_stem=args.image_stem, workers=args.workers)
     config = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr if args.lr is not None else DEFAULT_LR[args.stage],
                          weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule,

@@ -67,7 +67,7 @@ class CamSeg(nn.Module):
         self.grid = config.token_grid
         channels = config.autoencoder.latent_channels
         self.autoencoder = KLAutoencoder(config.autoencoder)
-        self.transformer = MaskedTransformer(config.transformer, channels, self.grid[0] * self.grid[1])
+        self.transformer = MaskedTransformer(config.transformer, channels, self.grid)
         self.head = DiffusionHead(channels, config.transformer.width, config.head)
         self.graphs = GraphCache()  # CUDA graphs of one-pass sampling, per shape and setting
 

@@ -54,15 +54,29 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def image_stem(channels: int, width: int, depth: int) -> nn.Sequential:
+    """3x3 convolutions over the token grid (C -> W); the last one starts at zero, adding nothing."""
+    layers = []
+    for i in range(depth):
+        layers += [nn.Conv2d(channels if i == 0 else width, width, 3, padding=1)]
+        if i < depth - 1:
+            layers += [nn.GroupNorm(8, width), nn.GELU()]
+    nn.init.zeros_(layers[-1].weight)
+    nn.init.zeros_(layers[-1].bias)
+    return nn.Sequential(*layers)
+
+
 class MaskedTransformer(nn.Module):
     """MAR encoder/decoder conditioned on image tokens."""
 
-    def __init__(self, config: TransformerConfig, token_channels: int, num_tokens: int):
+    def __init__(self, config: TransformerConfig, token_channels: int, grid: tuple[int, int]):
         super().__init__()
         self.config = config
-        self.num_tokens = num_tokens
+        self.grid = tuple(grid)
+        self.num_tokens = num_tokens = grid[0] * grid[1]
         w, L = config.width, num_tokens
         self.image_proj = nn.Linear(token_channels, w)
+        self.image_stem = image_stem(token_channels, w, config.image_stem) if config.image_stem else None
         self.mask_proj = nn.Linear(token_channels, w)
         self.encoder_pos = nn.Parameter(torch.zeros(1, L, w))  # spatial, shared by both streams
         self.encoder_stream = nn.Parameter(torch.zeros(2, w))  # image / mask stream embedding
@@ -100,6 +114,9 @@ class MaskedTransformer(nn.Module):
         B, L = masked.shape
         n_visible = L - (int(masked[0].sum()) if num_masked is None else num_masked)
         img = self.image_proj(image_tokens) + self.encoder_pos + self.encoder_stream[0]  # (B, L, W)
+        if self.image_stem is not None:
+            grid = image_tokens.transpose(1, 2).reshape(B, -1, *self.grid)  # (B, C, rows, cols)
+            img = img + self.image_stem(grid).flatten(2).transpose(1, 2)
         x = img
         if n_visible:
             visible_idx = torch.argsort(masked.to(torch.int8), dim=1, stable=True)[:, :n_visible]  # (B, V)

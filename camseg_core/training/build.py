@@ -41,14 +41,14 @@ def init_stage(path: Path) -> str | None:
     return read_config(path)[1].get('meta', {}).get('stage')
 
 
-def _autoencoder_from(path: Path, image_size, class_weight: float = 0.0) -> CamSeg:
+def _autoencoder_from(path: Path, image_size, transformer: dict | None = None) -> CamSeg:
     """Build a fresh CAM-Seg with only the autoencoder of a 'vae' run (that stage never trains the rest).
 
-    `class_weight` sets the new transformer's token-class loss weight (TransformerConfig.class_weight).
+    `transformer` overrides TransformerConfig fields of the new transformer (e.g. class_weight).
     """
     path, header = read_config(path)
     config = dict(header['config'], image_size=tuple(image_size)) if image_size else dict(header['config'])
-    config['transformer'] = dict(config['transformer'], class_weight=class_weight)
+    config['transformer'] = dict(config['transformer'], **(transformer or {}))
     model = build_model('camseg', config)
     state = {k: v for k, v in read_weights(path).items() if k.startswith('autoencoder.')}
     own = {k: v for k, v in model.state_dict().items() if k.startswith('autoencoder.')}
@@ -86,13 +86,15 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
     if opts.stage == 'segmenter':
         if opts.init is None:
             raise ValueError('the segmenter stage needs --init DIR: the checkpoint written by the vae stage')
+        chosen = {'class_weight': opts.class_weight, 'image_stem': opts.image_stem}
         if init_stage(opts.init) == 'vae':
-            return freeze('segmenter', _autoencoder_from(opts.init, opts.image_size, opts.class_weight))
+            return freeze('segmenter', _autoencoder_from(opts.init, opts.image_size, chosen))
         model = _load_init(opts.init, 'camseg', opts.image_size)
-        if opts.class_weight != model.config.transformer.class_weight:
-            raise ValueError(f'--class-weight {opts.class_weight} differs from the token-class weight '
-                             f'{model.config.transformer.class_weight} of {opts.init}; it is set when the '
-                             'segmenter starts from a vae run')
+        for key, value in chosen.items():
+            if value != getattr(model.config.transformer, key):
+                raise ValueError(f'--{key.replace("_", "-")} {value} differs from the {key} '
+                                 f'{getattr(model.config.transformer, key)} of {opts.init}; it is set when '
+                                 'the segmenter starts from a vae run')
         return freeze('segmenter', model)
     if opts.init is not None:
         model = _load_init(opts.init, 'camseg', opts.image_size)

@@ -37,6 +37,7 @@ class StageOptions:
     kl_weight: float = 1e-6  # vae only: weight of the KL term
     class_weight: float = 0.0  # vae: weight of the class cross-entropy on decoded maskiges; segmenter (from a
     # vae run): the model's transformer.class_weight, the token-class cross-entropy on z
+    image_stem: int = 0  # segmenter (from a vae run): the model's transformer.image_stem
     mask_weight: float = 1.0  # vae only: weight of the maskige reconstruction error relative to images
     workers: int = 2  # DataLoader worker processes
 
