@@ -121,6 +121,14 @@ class CamSegConfig:
                              f'the autoencoder stride {s}')
         if self.transformer.width % self.transformer.num_heads:
             raise ValueError('transformer width must be divisible by num_heads')
+        t = self.transformer
+        if not isinstance(t.image_stem, int) or t.image_stem < 0:
+            raise ValueError(f'transformer image_stem must be an integer >= 0, got {t.image_stem!r}')
+        if t.image_stem and t.width % 8:
+            raise ValueError(f'an image stem needs a transformer width divisible by 8 (its GroupNorm has 8 '
+                             f'groups), got {t.width}')
+        if not t.class_weight >= 0:
+            raise ValueError(f'transformer class_weight must be >= 0, got {t.class_weight!r}')
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

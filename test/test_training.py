@@ -95,6 +95,19 @@ def test_segmenter_options_token_classes_and_image_stem(tmp_path, data, capsys):
     assert 'changes image_stem (2 -> 1), which the saved model fixes' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('field, value, message', [
+    ('image_stem', -1, 'image_stem must be an integer'), ('class_weight', -0.5, 'class_weight must be >= 0')])
+def test_segmenter_options_are_validated(field, value, message):
+    config = preset('tiny')
+    setattr(config.transformer, field, value)
+    with pytest.raises(ValueError, match=message):
+        config.validate()
+    config = preset('tiny')
+    config.transformer.width, config.transformer.num_heads, config.transformer.image_stem = 36, 4, 1
+    with pytest.raises(ValueError, match='divisible by 8'):
+        config.validate()
+
+
 def test_image_stem_starts_as_the_linear_projection():
     config = preset('tiny')
     config.image_size = (32, 64)
