@@ -53,6 +53,8 @@ class TransformerConfig:
     mask_ratio_std: float = 0.25
     image_stem: int = 0  # 3x3 convolutions over the image token grid, added to the image tokens' linear
     # projection: each image token then also sees its neighbours (0: MAR's linear projection only)
+    pixel_stem: int = 0  # > 0: a convolutional patch embedding of the pixels, this many channels per token,
+    # learned with the transformer and appended to each image token's KL channels (0: the KL tokens only)
     class_weight: float = 0.0  # > 0: training adds this weight times a cross-entropy teaching z each masked
     # token's class mix (a linear classifier on z, trained with the rest; CAM-Seg's loss is unchanged)
 
@@ -127,6 +129,10 @@ class CamSegConfig:
         if t.image_stem and t.width % 8:
             raise ValueError(f'an image stem needs a transformer width divisible by 8 (its GroupNorm has 8 '
                              f'groups), got {t.width}')
+        step = 4 * self.autoencoder.stride  # the stem's first level has pixel_stem / (stride / 2) channels
+        if not isinstance(t.pixel_stem, int) or t.pixel_stem < 0 or t.pixel_stem % step:
+            raise ValueError(f'transformer pixel_stem must be 0 or a positive multiple of {step} (its '
+                             f'GroupNorms have 8 groups at every level), got {t.pixel_stem!r}')
         if not t.class_weight >= 0:
             raise ValueError(f'transformer class_weight must be >= 0, got {t.class_weight!r}')
 

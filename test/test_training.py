@@ -71,32 +71,53 @@ def test_vae_then_segmenter(tmp_path, data):
     segment_once(seg)
 
 
-def test_segmenter_options_token_classes_and_image_stem(tmp_path, data, capsys):
+def test_segmenter_options_token_classes_image_and_pixel_stem(tmp_path, data, capsys):
     vae, cached, plain = tmp_path / 'vae', tmp_path / 'cached', tmp_path / 'plain'
     assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0',
                   *FAST]) == 0
     args = ['segmenter', '--init', str(vae), '--data', data, '--steps', '2', '--sample-every', '0',
-            '--class-weight', '0.5', '--image-stem', '2', *FAST[2:]]
+            '--class-weight', '0.5', '--image-stem', '2', '--pixel-stem', '32', *FAST[2:]]
     init = build_stage_model(StageOptions('segmenter', init=vae, image_size=(32, 64), class_weight=0.5,
-                                          image_stem=2))
+                                          image_stem=2, pixel_stem=32))
     for out, extra in ((cached, ['--cache-latents']), (plain, [])):
         assert train([*args, '--out', str(out), *extra]) == 0
         model, header = load_pretrained(out)
         assert header['config']['transformer']['class_weight'] == 0.5
         assert header['config']['transformer']['image_stem'] == 2 and len(model.transformer.image_stem) == 4
-        for part in (model.transformer.classifier, model.transformer.image_stem[-1]):  # both trained
-            name = 'classifier' if part is model.transformer.classifier else 'image_stem.3'
+        assert header['config']['transformer']['pixel_stem'] == 32
+        assert model.transformer.image_proj.in_features == 16 + 32  # KL channels, then the pixel stem's
+        for name in ('classifier', 'image_stem.3', 'pixel_stem.0'):  # all trained, cached or not
+            part = model.transformer.get_submodule(name)
             assert not torch.equal(part.weight, init.transformer.get_submodule(name).weight)
         segment_once(out)
     with pytest.raises(ValueError, match='class-weight'):  # set only when the segmenter starts from a vae run
-        build_stage_model(StageOptions('segmenter', init=cached, class_weight=0.1, image_stem=2))
+        build_stage_model(StageOptions('segmenter', init=cached, class_weight=0.1, image_stem=2,
+                                       pixel_stem=32))
     with pytest.raises(SystemExit):  # the saved model fixes it
         train([*args[:-len(FAST[2:])], '--image-stem', '1', *FAST[2:], '--out', str(cached), '--resume'])
     assert 'changes image_stem (2 -> 1), which the saved model fixes' in capsys.readouterr().err
 
 
+def test_vae_decoder_only_keeps_the_tokens_and_the_segmenter(tmp_path, data):
+    vae, seg, tuned = tmp_path / 'vae', tmp_path / 'seg', tmp_path / 'tuned'
+    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0', *FAST]) == 0
+    assert train(['segmenter', '--init', str(vae), '--data', data, '--out', str(seg), '--steps', '1',
+                  '--sample-every', '0', *FAST[2:]]) == 0
+    assert train(['vae', '--init', str(seg), '--data', data, '--out', str(tuned), '--steps', '2',
+                  '--sample-every', '0', '--decoder-only', '--class-weight', '1', *FAST[2:]]) == 0
+    before, after = load_pretrained(seg)[0].state_dict(), load_pretrained(tuned)[0].state_dict()
+    kept = ('autoencoder.vae.encoder.', 'autoencoder.vae.quant_conv.', 'transformer.', 'head.')
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(kept))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('autoencoder.vae.decoder.'))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('autoencoder.class_head.'))
+    segment_once(tuned)
+    with pytest.raises(ValueError, match='only applies to the vae stage'):
+        build_stage_model(StageOptions('segmenter', init=vae, decoder_only=True))
+
+
 @pytest.mark.parametrize('field, value, message', [
-    ('image_stem', -1, 'image_stem must be an integer'), ('class_weight', -0.5, 'class_weight must be >= 0')])
+    ('image_stem', -1, 'image_stem must be an integer'), ('class_weight', -0.5, 'class_weight must be >= 0'),
+    ('pixel_stem', 48, 'pixel_stem must be 0 or a positive multiple of 32')])
 def test_segmenter_options_are_validated(field, value, message):
     config = preset('tiny')
     setattr(config.transformer, field, value)

@@ -78,8 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--image-stem', type=int, default=0, metavar='N',
                    help='segmenter: N 3x3 convolutions over the image token grid beside the linear '
                         "projection into the transformer (0: MAR's linear projection only)")
+    p.add_argument('--pixel-stem', type=int, default=0, metavar='P',
+                   help='segmenter: P channels per token of a convolutional patch embedding of the pixels, '
+                        'learned with the transformer beside the KL image tokens (0: KL tokens only)')
     p.add_argument('--mask-weight', type=float, default=1.0,
                    help='vae: weight of the maskige reconstruction error relative to the images')
+    p.add_argument('--decoder-only', action='store_true',
+                   help='vae: train only the decoder and class head, on maskiges; the encoder stays frozen, '
+                        'so a segmenter in --init keeps its tokens and is saved with the new decoder')
     p.add_argument('--save-every', type=int, default=500, help='checkpoint interval in steps')
     p.add_argument('--log-every', type=int, default=10, help='TensorBoard scalar interval')
     p.add_argument('--sample-every', type=int, default=500, help='sample overlay interval (0: off)')
@@ -97,7 +103,8 @@ def run(args) -> int:
                         augment=not args.no_augment, cache_latents=args.cache_latents,
                         cache_copies=args.cache_copies, kl_weight=args.kl_weight,
                         class_weight=args.class_weight, mask_weight=args.mask_weight,
-                        image_stem=args.image_stem, workers=args.workers)
+                        image_stem=args.image_stem, pixel_stem=args.pixel_stem,
+                        decoder_only=args.decoder_only, workers=args.workers)
     config = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr if args.lr is not None else DEFAULT_LR[args.stage],
                          weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule,

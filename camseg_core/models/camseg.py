@@ -67,7 +67,8 @@ class CamSeg(nn.Module):
         self.grid = config.token_grid
         channels = config.autoencoder.latent_channels
         self.autoencoder = KLAutoencoder(config.autoencoder)
-        self.transformer = MaskedTransformer(config.transformer, channels, self.grid)
+        self.transformer = MaskedTransformer(config.transformer, channels, self.grid,
+                                             config.autoencoder.stride)
         self.head = DiffusionHead(channels, config.transformer.width, config.head)
         self.graphs = GraphCache()  # CUDA graphs of one-pass sampling, per shape and setting
 
@@ -81,9 +82,23 @@ class CamSeg(nn.Module):
             mask_tokens = to_tokens(self.autoencoder.encode(encode_maskige(labels)))
         return image_tokens, mask_tokens
 
+    def image_condition(self, images: torch.Tensor, image_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """What the transformer is conditioned on: (B, L, C), or (B, L, C + P) with a pixel stem.
+
+        Images (B, 3, H, W) in [-1, 1]; `image_tokens` (B, L, C) their KL tokens if already encoded. With
+        `transformer.pixel_stem` = P, the stem's features of the pixels follow the KL channels of each token.
+        """
+        if image_tokens is None:
+            with torch.no_grad():
+                image_tokens = to_tokens(self.autoencoder.encode(images))
+        stem = self.transformer.pixel_stem
+        if stem is None:
+            return image_tokens
+        return torch.cat([image_tokens, to_tokens(stem(images)).to(image_tokens.dtype)], dim=-1)
+
     def loss(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor,
              token_classes: torch.Tensor | None = None, parts: dict | None = None) -> torch.Tensor:
-        """Denoising loss on randomly masked mask tokens. Both (B, L, C) scaled latents.
+        """Denoising loss on randomly masked mask tokens (B, L, C), scaled latents, given `image_condition`.
 
         With `transformer.class_weight` > 0 and `token_classes` (B, L, K), each token's class mix
         (`labels.token_class_mix`), it adds the weighted cross-entropy of the transformer's classifier on the
@@ -111,7 +126,7 @@ class CamSeg(nn.Module):
     def generate(self, image_tokens: torch.Tensor, sampler: SamplerConfig,
                  generator: torch.Generator | None = None, timer: StageTimer | None = None,
                  streams: Sequence[int] | None = None) -> torch.Tensor:
-        """Generate mask tokens (B, L, C) for image tokens (B, L, C).
+        """Generate mask tokens (B, L, C) for image tokens (B, L, C [+ P]) from `image_condition`.
 
         Uses `sampler.num_iter` passes in a random order. Row b draws its order and noise from its own random
         stream, seeded by the generator's seed and streams[b] (default 0, e.g. the ensemble member), so a
@@ -120,7 +135,7 @@ class CamSeg(nn.Module):
         shape (timed as the stage 'generate'), and the head loop of a multi-pass sampler from one per pass.
         """
         timer = timer or StageTimer()
-        B, L, C = image_tokens.shape
+        B, L, C = *image_tokens.shape[:2], self.config.autoencoder.latent_channels
         order, noise = self.draw_noise(B, L, sampler, generator, streams, image_tokens.device)
         capture = self.capture_graphs and image_tokens.is_cuda
         if sampler.num_iter == 1:
@@ -132,7 +147,7 @@ class CamSeg(nn.Module):
             with timer('generate'):
                 run = functools.partial(self._single_pass, sampler=sampler)
                 return self.graphs(key, run, image_tokens, noise)
-        tokens = torch.zeros_like(image_tokens)
+        tokens = image_tokens.new_zeros(B, L, C)
         masked = torch.ones(B, L, dtype=torch.bool, device=image_tokens.device)
         before = L  # tokens masked before this pass
         for left in cosine_schedule(L, sampler.num_iter):
@@ -184,10 +199,10 @@ class CamSeg(nn.Module):
                      timer: StageTimer | None = None) -> torch.Tensor:
         """Predict every mask token in one pass. noise (S', B*L, C) -> tokens (B, L, C)."""
         timer = timer or StageTimer()
-        B, L, C = image_tokens.shape
+        B, L, C = *image_tokens.shape[:2], self.config.autoencoder.latent_channels
         masked = torch.ones(B, L, dtype=torch.bool, device=image_tokens.device)
         with timer('transformer'):
-            z = self.transformer(image_tokens, torch.zeros_like(image_tokens), masked, num_masked=L)
+            z = self.transformer(image_tokens, image_tokens.new_zeros(B, L, C), masked, num_masked=L)
         with timer('diffusion'):
             tokens = self.head.sample(z.reshape(B * L, -1), sampler.steps, sampler.scheduler,
                                       sampler.temperature, noise=noise)  # (B*L, C)
@@ -205,7 +220,7 @@ class CamSeg(nn.Module):
         timer = timer or StageTimer()
         images = images.contiguous(memory_format=torch.channels_last)  # NHWC, like the Segmenter's weights
         with timer('encode'):
-            image_tokens = to_tokens(self.autoencoder.encode(images))  # (N, L, C)
+            image_tokens = self.image_condition(images)  # (N, L, C [+ P])
         E, N = sampler.ensemble, images.shape[0]
         tokens = self.generate(image_tokens.repeat(E, 1, 1), sampler, generator, timer,
                                streams=[e for e in range(E) for _ in range(N)])  # (E*N, L, C)

@@ -66,17 +66,40 @@ def image_stem(channels: int, width: int, depth: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MaskedTransformer(nn.Module):
-    """MAR encoder/decoder conditioned on image tokens."""
+def pixel_stem(width: int, stride: int) -> nn.Sequential:
+    """Patch embedding of the pixels (N, 3, H, W) -> (N, width, H / stride, W / stride).
 
-    def __init__(self, config: TransformerConfig, token_channels: int, grid: tuple[int, int]):
+    Per halving a stride-2 and a plain 3x3 convolution, each with GroupNorm and GELU; the widths double up to
+    `width`.
+    """
+    levels = int(math.log2(stride))
+    layers, c = [], 3
+    for i in range(levels):
+        out = width >> (levels - 1 - i)
+        layers += [nn.Conv2d(c, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.GELU(),
+                   nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(8, out), nn.GELU()]
+        c = out
+    return nn.Sequential(*layers)
+
+
+class MaskedTransformer(nn.Module):
+    """MAR encoder/decoder conditioned on image tokens.
+
+    The image stream takes `token_channels` KL latent channels per token, followed by `config.pixel_stem`
+    channels of the pixel stem's features (`pixel_stem`, applied by the caller: see `CamSeg.image_condition`).
+    """
+
+    def __init__(self, config: TransformerConfig, token_channels: int, grid: tuple[int, int],
+                 stride: int = 8):
         super().__init__()
         self.config = config
         self.grid = tuple(grid)
         self.num_tokens = num_tokens = grid[0] * grid[1]
         w, L = config.width, num_tokens
-        self.image_proj = nn.Linear(token_channels, w)
-        self.image_stem = image_stem(token_channels, w, config.image_stem) if config.image_stem else None
+        cond = token_channels + config.pixel_stem  # channels of the image stream
+        self.pixel_stem = pixel_stem(config.pixel_stem, stride) if config.pixel_stem else None
+        self.image_proj = nn.Linear(cond, w)
+        self.image_stem = image_stem(cond, w, config.image_stem) if config.image_stem else None
         self.mask_proj = nn.Linear(token_channels, w)
         self.encoder_pos = nn.Parameter(torch.zeros(1, L, w))  # spatial, shared by both streams
         self.encoder_stream = nn.Parameter(torch.zeros(2, w))  # image / mask stream embedding
@@ -108,7 +131,8 @@ class MaskedTransformer(nn.Module):
                 masked: torch.Tensor, num_masked: int | None = None) -> torch.Tensor:
         """Compute one condition per mask token.
 
-        image_tokens, mask_tokens: (B, L, C); masked: (B, L) bool, the same count per row -> z (B, L, W).
+        image_tokens (B, L, C + pixel_stem), mask_tokens (B, L, C); masked: (B, L) bool, the same count per
+        row -> z (B, L, W).
         num_masked: that count when the caller knows it (no host synchronisation to count it).
         """
         B, L = masked.shape

@@ -59,13 +59,19 @@ def _autoencoder_from(path: Path, image_size, transformer: dict | None = None) -
     return model
 
 
-def freeze(stage: str, model: nn.Module) -> nn.Module:
-    """Freeze what `stage` does not train: the autoencoder for 'segmenter', transformer and head for 'vae'."""
+def freeze(stage: str, model: nn.Module, decoder_only: bool = False) -> nn.Module:
+    """Freeze what `stage` does not train: the autoencoder for 'segmenter', transformer and head for 'vae'.
+
+    `decoder_only` (vae): the autoencoder's encoder too, so that its tokens do not change.
+    """
     if stage == 'segmenter':
         model.autoencoder.requires_grad_(False).eval()
     elif stage == 'vae':
         model.transformer.requires_grad_(False)
         model.head.requires_grad_(False)
+        if decoder_only:
+            model.autoencoder.vae.encoder.requires_grad_(False)
+            model.autoencoder.vae.quant_conv.requires_grad_(False)
     return model
 
 
@@ -75,7 +81,8 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
     When resuming, the model is rebuilt from the configuration stored in the training state.
     """
     if resume_header is not None:
-        return freeze(opts.stage, build_model(resume_header['model_type'], resume_header['model_config']))
+        model = build_model(resume_header['model_type'], resume_header['model_config'])
+        return freeze(opts.stage, model, opts.decoder_only)
     if opts.stage == 'baseline':
         if opts.init is not None:
             return _load_init(opts.init, 'baseline', opts.image_size)
@@ -83,10 +90,13 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
         if opts.image_size:
             config.image_size = tuple(opts.image_size)
         return build_model('baseline', config.to_dict())
+    if opts.decoder_only and opts.stage != 'vae':
+        raise ValueError('--decoder-only only applies to the vae stage')
     if opts.stage == 'segmenter':
         if opts.init is None:
             raise ValueError('the segmenter stage needs --init DIR: the checkpoint written by the vae stage')
-        chosen = {'class_weight': opts.class_weight, 'image_stem': opts.image_stem}
+        chosen = {'class_weight': opts.class_weight, 'image_stem': opts.image_stem,
+                  'pixel_stem': opts.pixel_stem}
         if init_stage(opts.init) == 'vae':
             return freeze('segmenter', _autoencoder_from(opts.init, opts.image_size, chosen))
         model = _load_init(opts.init, 'camseg', opts.image_size)
@@ -103,7 +113,7 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
         if opts.image_size:
             config.image_size = tuple(opts.image_size)
         model = build_model('camseg', config.to_dict())
-    return freeze('vae', model)
+    return freeze('vae', model, opts.decoder_only)
 
 
 def check_preset(stage: str, name: str) -> None:

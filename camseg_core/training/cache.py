@@ -21,11 +21,15 @@ from .data import PREFETCH, PairData, prepare_fork
 
 
 class CachedTokens(Dataset):
-    """Pre-encoded (image_tokens, mask_tokens) pairs held in memory, with each token's class mix if kept."""
+    """Pre-encoded (image_tokens, mask_tokens) pairs held in memory.
+
+    Also each token's class mix and the (float16) images where kept, for a token classifier or a pixel stem.
+    """
 
     def __init__(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor,
-                 token_classes: torch.Tensor | None = None):
+                 token_classes: torch.Tensor | None = None, images: torch.Tensor | None = None):
         self.image_tokens, self.mask_tokens, self.token_classes = image_tokens, mask_tokens, token_classes
+        self.images = images
 
     def __len__(self) -> int:
         return len(self.image_tokens)
@@ -34,6 +38,8 @@ class CachedTokens(Dataset):
         item = {'image_tokens': self.image_tokens[index], 'mask_tokens': self.mask_tokens[index]}
         if self.token_classes is not None:
             item['token_classes'] = self.token_classes[index]
+        if self.images is not None:
+            item['image'] = self.images[index]
         return item
 
 
@@ -102,17 +108,21 @@ def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: tor
                         pin_memory=cuda, prefetch_factor=PREFETCH if workers else None)
     start = time.perf_counter()
     keep_classes = model.transformer.classifier is not None
-    images, masks, classes = [], [], []  # kept on the device: one copy back at the end, no sync per batch
+    keep_pixels = model.transformer.pixel_stem is not None
+    images, masks, classes, pixels = [], [], [], []  # kept on the device: one copy back at the end
     with torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != 'fp32'):
         for batch in tqdm(loader, desc='encode latents', disable=not progress):
             label = batch['label'].to(device, non_blocking=True)
-            x, y = model.encode_pair(batch['image'].to(device, non_blocking=True), label)  # (B, L, C) each
+            image = batch['image'].to(device, non_blocking=True)
+            x, y = model.encode_pair(image, label)  # (B, L, C) each
             images.append(x.float())
             masks.append(y.float())
             if keep_classes:
                 classes.append(token_class_mix(label, model.grid).half())  # (B, L, K)
-    parts = [torch.cat(images), torch.cat(masks)] + ([torch.cat(classes)] if keep_classes else [])
+            if keep_pixels:
+                pixels.append(image.half())
+    parts = [torch.cat(p) if p else None for p in (images, masks, classes, pixels)]
     if world > 1:
-        parts = [_gather(part, total, world) for part in parts]
-    cache = CachedTokens(*(part.cpu() for part in parts))
+        parts = [None if part is None else _gather(part, total, world) for part in parts]
+    cache = CachedTokens(*(None if part is None else part.cpu() for part in parts))
     return cache, CacheStats(total, time.perf_counter() - start, workers, precision, world)

@@ -38,20 +38,26 @@ class StageOptions:
     class_weight: float = 0.0  # vae: weight of the class cross-entropy on decoded maskiges; segmenter (from a
     # vae run): the model's transformer.class_weight, the token-class cross-entropy on z
     image_stem: int = 0  # segmenter (from a vae run): the model's transformer.image_stem
+    pixel_stem: int = 0  # segmenter (from a vae run): the model's transformer.pixel_stem
     mask_weight: float = 1.0  # vae only: weight of the maskige reconstruction error relative to images
+    decoder_only: bool = False  # vae only: train the decoder (and class head) on maskiges alone; the encoder
+    # stays frozen, so every token, and a segmenter trained on them, stays valid
     workers: int = 2  # DataLoader worker processes
 
 
 class VaeStep(nn.Module):
     """Autoencoder loss on a batch of images and the colour-coded masks of their labels."""
 
-    def __init__(self, model: CamSeg, kl_weight: float, class_weight: float = 0.0, mask_weight: float = 1.0):
+    def __init__(self, model: CamSeg, kl_weight: float, class_weight: float = 0.0, mask_weight: float = 1.0,
+                 masks_only: bool = False):
         super().__init__()
         self.autoencoder, self.kl_weight = model.autoencoder, kl_weight
-        self.class_weight, self.mask_weight = class_weight, mask_weight
+        self.class_weight, self.mask_weight, self.masks_only = class_weight, mask_weight, masks_only
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        x = torch.cat([batch['image'], encode_maskige(batch['label'])])  # (2B, 3, H, W)
+        x = encode_maskige(batch['label'])  # (B, 3, H, W)
+        if not self.masks_only:
+            x = torch.cat([batch['image'], x])  # (2B, 3, H, W)
         return self.autoencoder.loss(x, self.kl_weight, batch['label'], self.class_weight, self.mask_weight)
 
 
@@ -66,9 +72,12 @@ class SegmenterStep(nn.Module):
         if 'image_tokens' in batch:
             image_tokens, mask_tokens = batch['image_tokens'], batch['mask_tokens']
             token_classes = batch.get('token_classes')
+            if 'image' in batch:  # kept for a pixel stem
+                image_tokens = self.model.image_condition(batch['image'].float(), image_tokens)
         else:
             self.model.autoencoder.eval()
             image_tokens, mask_tokens = self.model.encode_pair(batch['image'], batch['label'])
+            image_tokens = self.model.image_condition(batch['image'], image_tokens)
             token_classes = None
             if self.model.transformer.classifier is not None:
                 token_classes = token_class_mix(batch['label'], self.model.grid)
@@ -90,7 +99,8 @@ class BaselineStep(nn.Module):
 
 def step_module(opts: StageOptions, model: nn.Module) -> nn.Module:
     """Return the module whose forward(batch) gives the stage's loss."""
-    return {'vae': lambda: VaeStep(model, opts.kl_weight, opts.class_weight, opts.mask_weight),
+    return {'vae': lambda: VaeStep(model, opts.kl_weight, opts.class_weight, opts.mask_weight,
+                                   opts.decoder_only),
             'segmenter': lambda: SegmenterStep(model), 'baseline': lambda: BaselineStep(model)}[opts.stage]()
 
 
