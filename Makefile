@@ -48,12 +48,11 @@ demo-model: venv
 		--steps 1200 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --class-weight 1.0 --save-every 300 \
 		--sample-every 300
 	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/vae --data generated:$(SYNTH) --out $(MODEL_RUN)/camseg \
-		--image-size 64x128 --steps 2000 --batch-size 8 --lr 4e-4 --warmup 150 --cache-latents --cache-copies 2 \
-		--image-stem 3 --save-every 250 --sample-every 500
-	# the shipped model went on from step 2000 to 5000 (the cosine schedule stretched over 5000 steps)
-	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/vae --data generated:$(SYNTH) --out $(MODEL_RUN)/camseg \
 		--image-size 64x128 --steps 5000 --batch-size 8 --lr 4e-4 --warmup 150 --cache-latents --cache-copies 2 \
-		--image-stem 3 --save-every 250 --sample-every 1000 --resume --allow-change steps
+		--image-stem 2 --pixel-stem 128 --save-every 250 --sample-every 1000
+	$(BIN)/camseg-train vae --init $(MODEL_RUN)/camseg --decoder-only --data generated:$(SYNTH) \
+		--out $(MODEL_RUN)/camseg_dec --steps 800 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 --class-weight 1.0 \
+		--save-every 200 --sample-every 400
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
 		--image-size 64x128 --steps 2000 --batch-size 8 --warmup 100 --workers 1 --save-every 250 --sample-every 500
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
@@ -61,7 +60,7 @@ demo-model: venv
 		--resume --allow-change steps
 	$(PY) -c "import dataclasses, sys, torch; from camseg_core.checkpoint import load_pretrained, save_pretrained; \
 		m, h = load_pretrained(sys.argv[1]); m.config.sampler = dataclasses.replace(m.config.sampler, ensemble=4); \
-		save_pretrained(m, sys.argv[2], h['meta'], dtype=torch.float16)" $(MODEL_RUN)/camseg $(MODEL_RUN)/export
+		save_pretrained(m, sys.argv[2], h['meta'], dtype=torch.float16)" $(MODEL_RUN)/camseg_dec $(MODEL_RUN)/export
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \

@@ -2,7 +2,8 @@
 
 On one GPU machine with 16 cores it
   1. generates the data with all cores (camseg-synth --workers),
-  2. trains the autoencoder, the segmenter and the discriminative baseline at the tiny preset's 128x256,
+  2. trains the autoencoder, the segmenter (then its mask decoder alone) and the discriminative baseline
+     at the tiny preset's 128x256,
   3. exports the CAM-Seg checkpoint with float16 weights (as `make demo-model` ships it),
   4. evaluates both on generated clear / fog (3 betas) / snow / rain / night,
   5. writes the comparison table (camseg-compare),
@@ -22,6 +23,7 @@ issue 9: vae 14.5 it/s at batch 32 and baseline 19 it/s, both loader-bound befor
   vae        1200 steps at batch 32, 14.5 it/s                                                      ~ 85 s
   segmenter  caching 3 x 2000 items (12 workers, bf16), then 1200 steps at batch 64 (on the CPU a
              segmenter step costs 0.6 of a vae step, and cached tokens need no loader)              ~ 150 s
+  decoder    400 decoder-only steps on maskiges at batch 32 (a third of a vae step)                 ~ 15 s
   baseline   1500 steps at batch 32, 19 it/s                                                        ~ 80 s
   export, two evaluations of 420 images each, comparison, imports and CUDA start                    ~ 100 s
 together about 8 minutes; summary.md holds what each stage took.
@@ -65,6 +67,7 @@ SETTINGS = {
     'SEG_BATCH': ('64', '2', 'segmenter batch'),
     'SEG_LR': ('4e-4', '4e-4', 'segmenter peak learning rate'),
     'CACHE_COPIES': ('2', '1', 'augmented copies of every item in the segmenter latent cache'),
+    'DEC_STEPS': ('400', '2', 'decoder-only fine-tuning steps of the segmenter\'s autoencoder'),
     'BASE_STEPS': ('1500', '2', 'baseline steps'),
     'BASE_BATCH': ('32', '2', 'baseline batch'),
     'BASE_LR': ('1e-3', '1e-3', 'baseline peak learning rate'),
@@ -120,10 +123,14 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
                                       '--preset', 'tiny', '--class-weight', '1.0')),
         ('segmenter', 'camseg-train', train('segmenter', 'camseg', s['SEG_STEPS'], s['SEG_BATCH'],
                                             s['SEG_LR'], 12, '--init', str(run / 'vae'), '--cache-latents',
-                                            '--cache-copies', s['CACHE_COPIES'], '--image-stem', '3')),
+                                            '--cache-copies', s['CACHE_COPIES'], '--image-stem', '2',
+                                            '--pixel-stem', '128')),
+        ('decoder', 'camseg-train', train('vae', 'camseg_dec', s['DEC_STEPS'], s['VAE_BATCH'], '2e-4', 8,
+                                          '--init', str(run / 'camseg'), '--decoder-only', '--class-weight',
+                                          '1.0')),
         ('baseline', 'camseg-train', train('baseline', 'baseline', s['BASE_STEPS'], s['BASE_BATCH'],
                                            s['BASE_LR'], 20, '--preset', 'tiny')),
-        ('export', 'export-float16', [str(run / 'camseg'), str(run / 'export')]),
+        ('export', 'export-float16', [str(run / 'camseg_dec'), str(run / 'export')]),
         ('eval-camseg', 'camseg-eval', [*evaluate, '--checkpoint', str(run / 'export'),
                                         '--out', str(run / 'eval_camseg')]),
         ('eval-baseline', 'camseg-eval', [*evaluate, '--checkpoint', str(run / 'baseline'),

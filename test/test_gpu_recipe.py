@@ -29,7 +29,7 @@ def test_settings_come_from_the_environment_or_the_gpu_or_toy_values():
 
 def test_every_stage_command_parses():
     stages = recipe.stages(recipe.settings({}))
-    names = ['synth-train', 'synth-val', 'vae', 'segmenter', 'baseline', 'export', 'eval-camseg',
+    names = ['synth-train', 'synth-val', 'vae', 'segmenter', 'decoder', 'baseline', 'export', 'eval-camseg',
              'eval-baseline', 'compare']
     assert [name for name, _, _ in stages] == names
     for name, program, argv in stages:
@@ -77,8 +77,8 @@ def test_toy_recipe_runs_end_to_end(tmp_path):
     subsets = set(json.loads((run / 'eval_camseg' / 'metrics.json').read_text())['datasets'])
     assert {'clear', 'fog', 'fog_beta0.005', 'fog_beta0.02', 'snow', 'rain', 'night'} <= subsets
     summary = (run / 'summary.md').read_text()
-    for stage in ('synth-train', 'synth-val', 'vae', 'segmenter', 'baseline', 'export', 'eval-camseg',
-                  'eval-baseline', 'compare', 'total'):
+    for stage in ('synth-train', 'synth-val', 'vae', 'segmenter', 'decoder', 'baseline', 'export',
+                  'eval-camseg', 'eval-baseline', 'compare', 'total'):
         assert f'| {stage} | ' in summary, stage
         assert (stage == 'total') or (run / 'logs' / f'{stage}.log').is_file(), stage
     assert '## mIoU' in summary and 'camseg-train segmenter' in summary

@@ -23,8 +23,8 @@ from camseg_core.labels import encode_maskige
 from camseg_core.training import TrainConfig, Trainer
 from camseg_core.training.data import PairData, open_training_data
 from camseg_core.training.loop import Dist
-from camseg_core.training.build import build_stage_model, calibrate_latent_scale
-from camseg_core.training.cache import encode_dataset
+from camseg_core.training.build import build_stage_model, calibrate_latent_scale, init_stage
+from camseg_core.training.cache import encode_dataset, from_bytes, to_bytes
 from camseg_core.training.stages import BaselineStep, StageOptions
 
 FAST = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1']
@@ -100,7 +100,8 @@ def test_segmenter_options_token_classes_image_and_pixel_stem(tmp_path, data, ca
 
 def test_vae_decoder_only_keeps_the_tokens_and_the_segmenter(tmp_path, data):
     vae, seg, tuned = tmp_path / 'vae', tmp_path / 'seg', tmp_path / 'tuned'
-    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0', *FAST]) == 0
+    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0',
+                  *FAST]) == 0
     assert train(['segmenter', '--init', str(vae), '--data', data, '--out', str(seg), '--steps', '1',
                   '--sample-every', '0', *FAST[2:]]) == 0
     assert train(['vae', '--init', str(seg), '--data', data, '--out', str(tuned), '--steps', '2',
@@ -108,11 +109,25 @@ def test_vae_decoder_only_keeps_the_tokens_and_the_segmenter(tmp_path, data):
     before, after = load_pretrained(seg)[0].state_dict(), load_pretrained(tuned)[0].state_dict()
     kept = ('autoencoder.vae.encoder.', 'autoencoder.vae.quant_conv.', 'transformer.', 'head.')
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(kept))
-    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('autoencoder.vae.decoder.'))
-    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('autoencoder.class_head.'))
+    for trained in ('autoencoder.vae.decoder.', 'autoencoder.class_head.'):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(trained))
     segment_once(tuned)
-    with pytest.raises(ValueError, match='only applies to the vae stage'):
-        build_stage_model(StageOptions('segmenter', init=vae, decoder_only=True))
+    assert init_stage(tuned) == 'segmenter'  # a later segmenter run continues its transformer
+    refused = [(StageOptions('segmenter', init=seg, decoder_only=True), 'only applies to the vae stage'),
+               (StageOptions('baseline', decoder_only=True), 'only applies to the vae stage'),
+               (StageOptions('vae', init=vae, decoder_only=True, class_weight=1), 'a segmenter checkpoint'),
+               (StageOptions('vae', decoder_only=True, class_weight=1), 'a segmenter checkpoint'),
+               (StageOptions('vae', init=seg, decoder_only=True), 'class-weight > 0'),
+               (StageOptions('vae', init=seg, decoder_only=True, class_weight=1, image_size=(64, 128)),
+                'drop --image-size')]
+    for opts, message in refused:
+        with pytest.raises(ValueError, match=message):
+            build_stage_model(opts)
+
+
+def test_cached_images_round_trip_exactly():
+    images = torch.arange(256, dtype=torch.float32).view(1, 1, 16, 16) / 127.5 - 1  # as the loader makes them
+    assert torch.equal(from_bytes(to_bytes(images)), images)
 
 
 @pytest.mark.parametrize('field, value, message', [

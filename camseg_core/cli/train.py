@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--mask-weight', type=float, default=1.0,
                    help='vae: weight of the maskige reconstruction error relative to the images')
     p.add_argument('--decoder-only', action='store_true',
-                   help='vae: train only the decoder and class head, on maskiges; the encoder stays frozen, '
-                        'so a segmenter in --init keeps its tokens and is saved with the new decoder')
+                   help='vae: fine-tune only the decoder and class head of a segmenter checkpoint (--init), '
+                        'on maskiges, with --class-weight > 0; the encoder stays frozen, so the segmenter '
+                        'keeps its tokens and is saved with the new decoder')
     p.add_argument('--save-every', type=int, default=500, help='checkpoint interval in steps')
     p.add_argument('--log-every', type=int, default=10, help='TensorBoard scalar interval')
     p.add_argument('--sample-every', type=int, default=500, help='sample overlay interval (0: off)')

@@ -37,8 +37,29 @@ def _load_init(path: Path, model_type: str, image_size) -> nn.Module:
 
 
 def init_stage(path: Path) -> str | None:
-    """Return the training stage that wrote checkpoint `path` ('vae', 'segmenter', ...), or None."""
-    return read_config(path)[1].get('meta', {}).get('stage')
+    """Return the training stage that wrote checkpoint `path` ('vae', 'segmenter', ...), or None.
+
+    A vae run with `decoder_only` counts as 'segmenter': it starts from one and keeps its trained transformer.
+    """
+    meta = read_config(path)[1].get('meta', {})
+    if meta.get('stage') == 'vae' and (meta.get('settings') or {}).get('decoder_only'):
+        return 'segmenter'
+    return meta.get('stage')
+
+
+def check_decoder_only(opts: StageOptions) -> None:
+    """Raise ValueError unless `--decoder-only` fine-tunes the decoder of a trained segmenter, as it must."""
+    if opts.stage != 'vae':
+        raise ValueError('--decoder-only only applies to the vae stage')
+    if opts.init is None or init_stage(opts.init) != 'segmenter':
+        raise ValueError('--decoder-only needs --init DIR: a segmenter checkpoint (its encoder, transformer '
+                         'and head stay as they are)')
+    if opts.image_size and tuple(opts.image_size) != tuple(read_config(opts.init)[1]['config']['image_size']):
+        raise ValueError('--decoder-only keeps the processing size of its --init checkpoint: '
+                         'drop --image-size')
+    if opts.class_weight <= 0:
+        raise ValueError('--decoder-only needs --class-weight > 0: the class head decodes the masks and must '
+                         'learn from the new decoder features')
 
 
 def _autoencoder_from(path: Path, image_size, transformer: dict | None = None) -> CamSeg:
@@ -80,6 +101,8 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
 
     When resuming, the model is rebuilt from the configuration stored in the training state.
     """
+    if opts.decoder_only and resume_header is None:
+        check_decoder_only(opts)
     if resume_header is not None:
         model = build_model(resume_header['model_type'], resume_header['model_config'])
         return freeze(opts.stage, model, opts.decoder_only)
@@ -90,8 +113,6 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
         if opts.image_size:
             config.image_size = tuple(opts.image_size)
         return build_model('baseline', config.to_dict())
-    if opts.decoder_only and opts.stage != 'vae':
-        raise ValueError('--decoder-only only applies to the vae stage')
     if opts.stage == 'segmenter':
         if opts.init is None:
             raise ValueError('the segmenter stage needs --init DIR: the checkpoint written by the vae stage')

@@ -23,7 +23,8 @@ from .data import PREFETCH, PairData, prepare_fork
 class CachedTokens(Dataset):
     """Pre-encoded (image_tokens, mask_tokens) pairs held in memory.
 
-    Also each token's class mix and the (float16) images where kept, for a token classifier or a pixel stem.
+    Also each token's class mix and the images (uint8, `to_bytes`) where kept, for a token classifier or a
+    pixel stem.
     """
 
     def __init__(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor,
@@ -39,7 +40,7 @@ class CachedTokens(Dataset):
         if self.token_classes is not None:
             item['token_classes'] = self.token_classes[index]
         if self.images is not None:
-            item['image'] = self.images[index]
+            item['image_bytes'] = self.images[index]
         return item
 
 
@@ -73,6 +74,16 @@ def cache_items(dataset: Dataset, size: tuple[int, int], copies: int, seed: int)
     n = len(dataset)
     augmented = PairData(dataset, size, augment=True, seed=seed)  # keys n.. : copy k of item i is key k*n + i
     return ConcatDataset([plain, Subset(augmented, range(n, (copies + 1) * n))])
+
+
+def to_bytes(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 (exact for the loader's k / 127.5 - 1 values); `from_bytes` inverts it."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def from_bytes(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images from `to_bytes` -> float32 in [-1, 1]."""
+    return images.float() / 127.5 - 1
 
 
 def _share(total: int, rank: int, world: int) -> range:
@@ -119,10 +130,10 @@ def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: tor
             masks.append(y.float())
             if keep_classes:
                 classes.append(token_class_mix(label, model.grid).half())  # (B, L, K)
-            if keep_pixels:
-                pixels.append(image.half())
+            if keep_pixels:  # on the host at once: pixels outweigh tokens by stride^2 * 3 / C
+                pixels.append(to_bytes(image).cpu())
     parts = [torch.cat(p) if p else None for p in (images, masks, classes, pixels)]
     if world > 1:
-        parts = [None if part is None else _gather(part, total, world) for part in parts]
+        parts = [None if part is None else _gather(part.to(device), total, world) for part in parts]
     cache = CachedTokens(*(None if part is None else part.cpu() for part in parts))
     return cache, CacheStats(total, time.perf_counter() - start, workers, precision, world)

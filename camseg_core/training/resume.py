@@ -11,7 +11,7 @@ import json
 TRAIN_KEYS = ('steps', 'batch_size', 'lr', 'weight_decay', 'betas', 'warmup', 'schedule', 'ema', 'clip',
               'precision', 'seed')  # TrainConfig fields that change the optimisation (not logging, saving)
 UNCHECKED_OPTIONS = ('workers', 'init', 'image_size')  # speed only; weights and size come from the state
-FIXED = ('stage', 'preset', 'image_size', 'image_stem', 'pixel_stem')  # the model comes from the state
+FIXED = ('stage', 'preset', 'image_size', 'image_stem', 'pixel_stem', 'decoder_only')  # from the state
 
 
 def run_settings(config, opts, data: list[str], world: int, image_size) -> dict:

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ..labels import encode_maskige, token_class_mix
 from ..models.camseg import CamSeg
-from .cache import encode_dataset
+from .cache import encode_dataset, from_bytes
 from .data import PairData, make_batches
 from .preview import make_preview, preview_batch
 
@@ -72,8 +72,8 @@ class SegmenterStep(nn.Module):
         if 'image_tokens' in batch:
             image_tokens, mask_tokens = batch['image_tokens'], batch['mask_tokens']
             token_classes = batch.get('token_classes')
-            if 'image' in batch:  # kept for a pixel stem
-                image_tokens = self.model.image_condition(batch['image'].float(), image_tokens)
+            if 'image_bytes' in batch:  # kept for a pixel stem
+                image_tokens = self.model.image_condition(from_bytes(batch['image_bytes']), image_tokens)
         else:
             self.model.autoencoder.eval()
             image_tokens, mask_tokens = self.model.encode_pair(batch['image'], batch['label'])
