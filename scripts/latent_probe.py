@@ -11,8 +11,8 @@ discriminative baseline; beside them, the labels reduced to one class per token 
 map can score). If the probe comes close to the baseline, the image tokens hold what is needed and
 the generator (transformer + diffusion head + mask decoding) is where CAM-Seg loses; if it stays near
 CAM-Seg, the image latents are the bottleneck. It probes the KL latents only: a model with a pixel stem
-(`--pixel-stem`) also sees the pixels, so for it the probe bounds the KL tokens' share, not what the transformer
-sees. A diagnostic, not a product command.
+(`--pixel-stem`) also sees the pixels, so for it the probe bounds the KL tokens' share, not what the
+transformer sees. A diagnostic, not a product command.
 """
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ class CamSeg(nn.Module):
         return image_tokens, mask_tokens
 
     def image_condition(self, images: torch.Tensor, image_tokens: torch.Tensor | None = None) -> torch.Tensor:
-        """What the transformer is conditioned on: (B, L, C), or (B, L, C + P) with a pixel stem.
+        """Return what the transformer is conditioned on: (B, L, C), or (B, L, C + P) with a pixel stem.
 
         Images (B, 3, H, W) in [-1, 1]; `image_tokens` (B, L, C) their KL tokens if already encoded. With
         `transformer.pixel_stem` = P, the stem's features of the pixels follow the KL channels of each token.
