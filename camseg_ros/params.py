@@ -28,7 +28,7 @@ class NodeSettings:
     device: str = 'auto'  # auto, cpu, cuda or cuda:N
     precision: str = 'fp32'  # fp32, fp16 or bf16 (autocast)
     num_iter: int = 1  # MAR iterations (run time)
-    steps: int = 20  # diffusion steps per token (run time)
+    steps: int = 4  # diffusion steps per token (run time; 4 DDIM steps: see config/segment.yaml)
     scheduler: str = 'ddim'  # ddpm or ddim (run time)
     temperature: float = 1.0  # sampling noise scale (run time)
     ensemble: int = 1  # samples per frame, majority vote (run time)
