@@ -120,7 +120,7 @@ def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: tor
     start = time.perf_counter()
     keep_classes = model.transformer.classifier is not None
     keep_pixels = model.transformer.pixel_stem is not None
-    images, masks, classes, pixels = [], [], [], []  # kept on the device: one copy back at the end
+    images, masks, classes, pixels = [], [], [], []  # tokens stay on the device: one copy back at the end
     with torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != 'fp32'):
         for batch in tqdm(loader, desc='encode latents', disable=not progress):
             label = batch['label'].to(device, non_blocking=True)
