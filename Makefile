@@ -51,8 +51,8 @@ demo-model: venv
 		--image-size 64x128 --steps 5000 --batch-size 8 --lr 4e-4 --warmup 150 --cache-latents --cache-copies 2 \
 		--image-stem 2 --pixel-stem 128 --save-every 250 --sample-every 1000
 	$(BIN)/camseg-train vae --init $(MODEL_RUN)/camseg --decoder-only --data generated:$(SYNTH) \
-		--out $(MODEL_RUN)/camseg_dec --steps 800 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 --class-weight 1.0 \
-		--save-every 200 --sample-every 400
+		--out $(MODEL_RUN)/camseg_dec --steps 2000 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 --class-weight 1.0 \
+		--save-every 500 --sample-every 1000
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
 		--image-size 64x128 --steps 2000 --batch-size 8 --warmup 100 --workers 1 --save-every 250 --sample-every 500
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
