@@ -41,7 +41,12 @@ def init_stage(path: Path) -> str | None:
 
     A vae run with `decoder_only` counts as 'segmenter': it starts from one and keeps its trained transformer.
     """
-    meta = read_config(path)[1].get('meta', {})
+    return _stage(read_config(path)[1])
+
+
+def _stage(header: dict) -> str | None:
+    """Return the stage of a checkpoint header; a decoder-only vae run counts as 'segmenter'."""
+    meta = header.get('meta', {})
     if meta.get('stage') == 'vae' and (meta.get('settings') or {}).get('decoder_only'):
         return 'segmenter'
     return meta.get('stage')
@@ -51,10 +56,11 @@ def check_decoder_only(opts: StageOptions) -> None:
     """Raise ValueError unless `--decoder-only` fine-tunes the decoder of a trained segmenter, as it must."""
     if opts.stage != 'vae':
         raise ValueError('--decoder-only only applies to the vae stage')
-    if opts.init is None or init_stage(opts.init) != 'segmenter':
+    header = read_config(opts.init)[1] if opts.init is not None else {}
+    if _stage(header) != 'segmenter':
         raise ValueError('--decoder-only needs --init DIR: a segmenter checkpoint (its encoder, transformer '
                          'and head stay as they are)')
-    if opts.image_size and tuple(opts.image_size) != tuple(read_config(opts.init)[1]['config']['image_size']):
+    if opts.image_size and tuple(opts.image_size) != tuple(header['config']['image_size']):
         raise ValueError('--decoder-only keeps the processing size of its --init checkpoint: '
                          'drop --image-size')
     if opts.class_weight <= 0:

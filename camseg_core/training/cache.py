@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..api import PRECISIONS
 from ..labels import token_class_mix
 from ..models.camseg import CamSeg
-from .data import PREFETCH, PairData, prepare_fork
+from .data import PREFETCH, PairData, prepare_fork, to_bytes
 
 
 class CachedTokens(Dataset):
@@ -74,16 +74,6 @@ def cache_items(dataset: Dataset, size: tuple[int, int], copies: int, seed: int)
     n = len(dataset)
     augmented = PairData(dataset, size, augment=True, seed=seed)  # keys n.. : copy k of item i is key k*n + i
     return ConcatDataset([plain, Subset(augmented, range(n, (copies + 1) * n))])
-
-
-def to_bytes(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> uint8 (exact for the loader's k / 127.5 - 1 values); `from_bytes` inverts it."""
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def from_bytes(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images from `to_bytes` -> float32 in [-1, 1]."""
-    return images.float() / 127.5 - 1
 
 
 def _share(total: int, rank: int, world: int) -> range:

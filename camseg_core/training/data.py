@@ -81,9 +81,19 @@ def letterbox_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]
     return out_img, out_lab
 
 
+def from_bytes(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [-1, 1] (k / 127.5 - 1), the scale of every training image."""
+    return images.float() / 127.5 - 1.0
+
+
+def to_bytes(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8; exact inverse of `from_bytes` on its values."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def to_tensors(image: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:
     """HxWx3 uint8 and HxW uint8 -> image (3, H, W) float in [-1, 1], label (H, W) int64."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
+    x = from_bytes(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
     return {'image': x, 'label': torch.from_numpy(np.ascontiguousarray(label)).long()}
 
 

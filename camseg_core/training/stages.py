@@ -15,8 +15,8 @@ from torch.utils.data import Dataset
 
 from ..labels import encode_maskige, token_class_mix
 from ..models.camseg import CamSeg
-from .cache import encode_dataset, from_bytes
-from .data import PairData, make_batches
+from .cache import encode_dataset
+from .data import PairData, from_bytes, make_batches
 from .preview import make_preview, preview_batch
 
 STAGES = ('vae', 'segmenter', 'baseline')
