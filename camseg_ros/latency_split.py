@@ -33,8 +33,12 @@ STAGES = (
 )
 
 
-def split(alone: float, end_to_end: float, probe_publish: float, diagnostics: dict) -> dict:
-    """Where the end-to-end median goes, from the node's diagnostics medians (ms; NaN where unknown)."""
+def split(alone: float, end_to_end: float, probe_publish: float, diagnostics: dict,
+          floor: float = float('nan')) -> dict:
+    """Where the end-to-end median goes, from the node's diagnostics medians (ms; NaN where unknown).
+
+    `floor` is the relay's end-to-end median (no model): what transport alone costs for these messages.
+    """
     def stat(key: str) -> float:
         try:
             return float(diagnostics.get(f'{key}_median', 'nan'))
@@ -49,6 +53,7 @@ def split(alone: float, end_to_end: float, probe_publish: float, diagnostics: di
                node_overhead=float(end_to_end - alone), segment_inside_minus_alone=out['segment'] - alone,
                transport=out['transport_in'] + out['transport_out'])
     out['node_work'] = out['in_node'] - out['segment']  # the node's own stages besides segment()
+    out.update(transport_floor=float(floor), beyond_floor=out['node_overhead'] - floor)
     return out
 
 
@@ -60,4 +65,6 @@ def format_split(figures: dict) -> str:
                  f'segment() inside the node - alone {figures["segment_inside_minus_alone"]:.1f} + '
                  f'the node\'s own stages {figures["node_work"]:.1f} + transport in and out '
                  f'{figures["transport"]:.1f}')
+    lines.append(f'transport floor (the relay, no model, end to end): {figures["transport_floor"]:.1f} ms; '
+                 f'node overhead beyond it: {figures["beyond_floor"]:.1f} ms')
     return '\n'.join(lines)

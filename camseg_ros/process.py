@@ -60,12 +60,24 @@ def start_node(checkpoint: str | None, domain_id: int, log_path: str | Path, par
 
     `transports` is its FASTDDS_BUILTIN_TRANSPORTS (default: NODE_ENV's).
     """
+    return _spawn(node_command(checkpoint, params, ros_args, params_file, executable), domain_id, log_path,
+                  env, transports)
+
+
+def start_relay(domain_id: int, log_path: str | Path, width: int, height: int,
+                transports: str | None = None) -> subprocess.Popen:
+    """Start `camseg_ros.relay` (no model: answers each image with a WIDTH x HEIGHT mask), as start_node."""
+    return _spawn([sys.executable, '-m', 'camseg_ros.relay', str(width), str(height)], domain_id, log_path,
+                  None, transports)
+
+
+def _spawn(cmd: list[str], domain_id: int, log_path: str | Path, env: dict | None,
+           transports: str | None) -> subprocess.Popen:
     environment = dict(env if env is not None else os.environ, ROS_DOMAIN_ID=str(domain_id), **NODE_ENV)
     if transports:
         environment['FASTDDS_BUILTIN_TRANSPORTS'] = transports
     with open(log_path, 'w') as log:  # the child keeps its own descriptor
-        return subprocess.Popen(node_command(checkpoint, params, ros_args, params_file, executable),
-                                env=environment, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, env=environment, stdout=log, stderr=subprocess.STDOUT)
 
 
 def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> int:

@@ -523,23 +523,36 @@ def test_latency_probe_split():
     diagnostics = {'stamp_offset_ms_median': '4.00', 'wait_ms_median': '0.50', 'decode_ms_median': '0.10',
                    'processing_ms_median': '52.00', 'segment_ms_median': '51.00', 'outputs_ms_median': '0.40',
                    'publish_ms_median': '0.60', 'in_node_ms_median': '54.00'}
-    figures = split(alone=50.0, end_to_end=61.0, probe_publish=1.0, diagnostics=diagnostics)
+    figures = split(alone=50.0, end_to_end=61.0, probe_publish=1.0, diagnostics=diagnostics, floor=4.5)
     assert figures['node_overhead'] == 11.0 and figures['transport_out'] == 3.0
+    assert figures['transport_floor'] == 4.5 and figures['beyond_floor'] == 6.5
     assert figures['handoff'] == 1.0 and figures['segment_inside_minus_alone'] == 1.0
     assert figures['transport'] == 7.0 and figures['node_work'] == 3.0
     assert 'transport in and out 7.0' in format_split(figures)
+    assert 'node overhead beyond it: 6.5 ms' in format_split(figures)
     assert np.isnan(split(50.0, 61.0, 1.0, {})['transport_in'])
+    assert np.isnan(split(50.0, 61.0, 1.0, {})['beyond_floor'])
+
+
+def test_latency_probe_blocks():
+    from camseg_ros.latency_probe import blocks
+    assert blocks(40, 8) == [5] * 8
+    assert blocks(10, 4) == [3, 3, 2, 2]
+    assert blocks(3, 8) == [1, 1, 1]  # never an empty block
 
 
 def test_latency_probe_end_to_end(tmp_path):
-    """The probe against a real node process: pre-serialised frames in, raw masks back, all figures there."""
+    """The probe against real relay and node processes: serialised frames in, raw masks back, all figures."""
     from camseg_ros import latency_probe
     out = tmp_path / 'latency.json'
     assert latency_probe.main(['--width', '64', '--height', '48', '--steps', '1', '--repeats', '3',
-                               '--overload', '2', '--duration', '1', '--json', str(out)]) == 0
+                               '--blocks', '2', '--overload', '2', '--duration', '1',
+                               '--json', str(out)]) == 0
     report = json.loads(out.read_text())
     assert len(report['end_to_end_ms']) == 3 and len(report['segment_alone_ms']) == 3
-    assert len(report['segment_back_to_back_ms']) == 3
+    assert len(report['segment_back_to_back_ms']) == 3 and len(report['block_overhead_ms']) == 2
+    assert len(report['relay_ms']) == 3 and all(ms > 0 for ms in report['relay_ms'])
     assert report['overload_served'] >= 1 and all(age > 0 for age in report['overload_frame_age_ms'])
     figures = report['split_ms']
     assert figures['end_to_end'] > 0 and figures['in_node'] > 0 and not np.isnan(figures['segment'])
+    assert figures['transport_floor'] == np.median(report['relay_ms'])
