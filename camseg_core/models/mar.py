@@ -29,12 +29,19 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, queries: int | None = None) -> torch.Tensor:
+        """Attend over all N positions; with `queries`, output only the last `queries` positions."""
         b, n, d = x.shape
-        qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B, h, N, d/h) each
+        if queries is None:
+            qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B, h, N, d/h) each
+        else:  # project queries for the kept positions only
+            q = F.linear(x[:, n - queries:], self.qkv.weight[:d], self.qkv.bias[:d])
+            q = q.view(b, queries, self.heads, d // self.heads).transpose(1, 2)
+            kv = F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).view(b, n, 2, self.heads, d // self.heads)
+            k, v = kv.permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return F.dropout(self.proj(y.transpose(1, 2).reshape(b, n, d)), self.dropout, self.training)
+        return F.dropout(self.proj(y.transpose(1, 2).reshape(b, q.shape[2], d)), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -49,8 +56,10 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
                                  nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, queries: int | None = None) -> torch.Tensor:
+        """Update every position, or with `queries` only the last `queries` (the others attended to only)."""
+        y = self.attn(self.norm1(x), queries)
+        x = (x if queries is None else x[:, x.shape[1] - queries:]) + y
         return x + self.mlp(self.norm2(x))
 
 
@@ -158,9 +167,9 @@ class MaskedTransformer(nn.Module):
         full = full + image  # each mask position sees the image token at its place
         x = torch.cat([image + self.decoder_stream[0], full + self.decoder_stream[1]], dim=1)
         x = x + self.decoder_pos.repeat(1, 2, 1)  # (B, 2L, W)
-        for block in self.decoder:
-            x = block(x)
-        return self.decoder_norm(x)[:, L:] + self.output_pos  # (B, L, W)
+        for i, block in enumerate(self.decoder):  # the last block updates only the mask positions
+            x = block(x, L if i == len(self.decoder) - 1 else None)
+        return self.decoder_norm(x[:, -L:]) + self.output_pos  # (B, L, W)
 
     def sample_mask(self, batch: int, device: torch.device) -> torch.Tensor:
         """Draw a training mask (B, L) bool.
