@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .api import Segmenter
+from .api import PRECISIONS, Segmenter
 
 # 'generate': transformer and head replayed as one CUDA graph (one-pass sampling on CUDA), not split.
 STAGES = ('preprocess', 'encode', 'transformer', 'diffusion', 'generate', 'decode', 'postprocess')
@@ -95,7 +95,8 @@ def benchmark(seg: Segmenter, height: int, width: int, batch_size: int, settings
 
     The reference is the setting named 'paper', else one with the paper's sampler, else PAPER_SETTING timed
     in the same run (unless `reference_wanted` is false); every setting reports `speedup_vs_paper`, the
-    reference's median latency over its own (None without a reference).
+    reference's median latency over its own (None without a reference). A setting's `precision` key (fp32,
+    bf16, fp16) overrides the Segmenter's precision for that setting.
     """
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(batch_size)]
@@ -109,16 +110,19 @@ def benchmark(seg: Segmenter, height: int, width: int, batch_size: int, settings
     if reference is None and reference_wanted:
         parsed.insert(0, (paper_name, paper))
         reference = paper_name
-    results = {}
+    results, original_precision = {}, seg.precision
     try:
         for name, changes in parsed:
-            seg.sampler = original
+            precision = changes.pop('precision', original_precision)  # a setting may change the precision
+            if precision not in PRECISIONS:
+                raise ValueError(f'setting {name!r}: precision must be one of {sorted(PRECISIONS)}')
+            seg.sampler, seg.precision = original, precision
             seg.set_sampler(**changes)
-            print(f'{name}: {dataclasses.asdict(seg.sampler)}', flush=True)
+            print(f'{name} ({precision}): {dataclasses.asdict(seg.sampler)}', flush=True)
             timing = run_setting(seg, images, iters, warmup)
-            results[name] = {'sampler': dataclasses.asdict(seg.sampler), **timing}
+            results[name] = {'sampler': dataclasses.asdict(seg.sampler), 'precision': precision, **timing}
     finally:
-        seg.sampler = original
+        seg.sampler, seg.precision = original, original_precision
     for r in results.values():
         r['speedup_vs_paper'] = (results[reference]['latency_ms_median'] / r['latency_ms_median']
                                  if reference else None)
@@ -138,11 +142,12 @@ def format_table(report: dict) -> str:
     graphs = 'on' if report.get('graphs') else 'off'
     head = (f"{report['model']} on {report['device']} ({report['precision']}, CUDA graphs {graphs}), "
             f"input {ih}x{iw}, processing {ph}x{pw}; speedup over {report.get('paper_setting')!r}, same run")
-    cols = ['setting', 'median ms', 'p95 ms', 'FPS', 'img/s', 'speedup', *STAGES, 'mem MiB']
+    cols = ['setting', 'precision', 'median ms', 'p95 ms', 'FPS', 'img/s', 'speedup', *STAGES, 'mem MiB']
     rows = []
     for name, r in report['settings'].items():
         mem = r.get('peak_gpu_memory_mb', r['peak_rss_mb'])
-        rows.append([name, f"{r['latency_ms_median']:.1f}", f"{r['latency_ms_p95']:.1f}", f"{r['fps']:.2f}",
+        rows.append([name, r.get('precision', report['precision']), f"{r['latency_ms_median']:.1f}",
+                     f"{r['latency_ms_p95']:.1f}", f"{r['fps']:.2f}",
                      f"{r['throughput_img_s']:.2f}",
                      '-' if r['speedup_vs_paper'] is None else f"{r['speedup_vs_paper']:.2f}x",
                      *(f"{r['stages_ms_median'][s]:.1f}" for s in STAGES),

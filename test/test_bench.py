@@ -38,6 +38,19 @@ def test_no_graphs_and_no_paper_flags(tmp_path, tiny_checkpoint):
     assert _is_paper({'num_iter': 1, 'steps': 100, 'scheduler': 'ddpm'}) and not _is_paper({'steps': 4})
 
 
+def test_a_setting_may_change_the_precision(tmp_path, tiny_checkpoint, capsys):
+    out = tmp_path / 'b.json'
+    assert bench.main(['--checkpoint', str(tiny_checkpoint), '--size', '40x60', '--iters', '1',
+                       '--warmup', '0', '--setting', 'paper=num_iter:1,steps:2,scheduler:ddpm',
+                       '--setting', 'bf=num_iter:1,steps:1,scheduler:ddim,precision:bf16',
+                       '--json', str(out)]) == 0
+    settings = json.loads(out.read_text())['settings']
+    assert settings['paper']['precision'] == 'fp32' and settings['bf']['precision'] == 'bf16'
+    assert settings['bf']['latency_ms_median'] > 0
+    table = capsys.readouterr().out
+    assert any(line.startswith('bf ') and '| bf16 ' in line for line in table.splitlines())
+
+
 def test_stage_timer_synchronises_the_given_device(monkeypatch):
     synced = []
     monkeypatch.setattr(torch.cuda, 'synchronize', lambda device=None: synced.append(device))
@@ -56,4 +69,8 @@ def test_bad_settings_are_reported(tiny_checkpoint):
         parse_setting('x=steps')
     with pytest.raises(SystemExit) as exc:
         bench.main(['--checkpoint', str(tiny_checkpoint), '--setting', 'bad=steps:0', '--iters', '1'])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        bench.main(['--checkpoint', str(tiny_checkpoint), '--setting', 'bad=steps:1,precision:fp8',
+                    '--iters', '1'])
     assert exc.value.code == 2

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--precision', choices=sorted(PRECISIONS), default='fp32')
     parser.add_argument('--setting', action='append', metavar='NAME=KEY:VAL,...',
                         help='sampler setting to compare (repeatable), '
-                             'e.g. fast=num_iter:1,steps:10,scheduler:ddim; '
+                             'e.g. fast=num_iter:1,steps:10,scheduler:ddim (precision:bf16 overrides '
+                             '--precision for one setting); '
                              f'default: {" ".join(DEFAULT_SETTINGS)}; the speedup column is over the '
                              'setting named paper (added when none is)')
     parser.add_argument('--iters', type=int, default=10, help='timed calls per setting')

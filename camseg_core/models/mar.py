@@ -38,7 +38,8 @@ class Attention(nn.Module):
         else:  # project queries for the kept positions only
             q = F.linear(x[:, n - queries:], self.qkv.weight[:d], self.qkv.bias[:d])
             q = q.view(b, queries, self.heads, d // self.heads).transpose(1, 2)
-            kv = F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).view(b, n, 2, self.heads, d // self.heads)
+            kv = F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:])
+            kv = kv.view(b, n, 2, self.heads, d // self.heads)
             k, v = kv.permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         return F.dropout(self.proj(y.transpose(1, 2).reshape(b, q.shape[2], d)), self.dropout, self.training)
