@@ -63,11 +63,16 @@ class Probe:
         return stamp
 
 
-def spin_until(executor, predicate, timeout: float) -> bool:
-    """Spin until predicate() is true or timeout seconds pass."""
+def spin_until(executor, predicate, timeout: float, poll: float = 0.02) -> bool:
+    """Spin until predicate() is true or timeout seconds pass.
+
+    A predicate that only a callback can make true needs no polling: `poll=None` waits for the next callback
+    (or the timeout) in one call, so the probe wakes no CPU while the node it measures is working.
+    """
     end = time.monotonic() + timeout
     while not predicate() and time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.02)
+        left = end - time.monotonic()
+        executor.spin_once(timeout_sec=max(0.0, left if poll is None else min(poll, left)))
     return predicate()
 
 
@@ -94,6 +99,6 @@ def time_frames(probe: Probe, executor, repeats: int) -> list[float]:
         due = clock.now().nanoseconds + int(IDLE_S * 1e9)  # let the node go idle
         spin_until(executor, lambda: clock.now().nanoseconds >= due - 30_000_000, IDLE_S)
         sent = probe.publish(due)
-        if spin_until(executor, lambda: sent in probe.arrivals, 60):
+        if spin_until(executor, lambda: sent in probe.arrivals, 60, poll=None):
             latencies.append((probe.arrivals[sent] - sent) / 1e6)
     return latencies
