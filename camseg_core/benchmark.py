@@ -39,6 +39,21 @@ def parse_setting(text: str) -> tuple[str, dict]:
     return name.strip(), values
 
 
+def apply_setting(seg: Segmenter, name: str, changes: dict, sampler, precision: str) -> str:
+    """Put `seg` in setting `name`: `sampler` with `changes`, at `changes['precision']` or else `precision`.
+
+    Returns the precision used; ValueError names the setting if its precision is unknown. The caller restores
+    the Segmenter's own sampler and precision afterwards.
+    """
+    changes = dict(changes)
+    chosen = changes.pop('precision', precision)
+    if chosen not in PRECISIONS:
+        raise ValueError(f'setting {name!r}: precision must be one of {sorted(PRECISIONS)}')
+    seg.sampler, seg.precision = sampler, chosen
+    seg.set_sampler(**changes)
+    return chosen
+
+
 def _is_paper(changes: dict) -> bool:
     """Tell whether a setting's changes give the paper's sampler (1 pass, 100-step DDPM, no ensemble)."""
     paper = parse_setting(PAPER_SETTING)[1]
@@ -113,11 +128,7 @@ def benchmark(seg: Segmenter, height: int, width: int, batch_size: int, settings
     results, original_precision = {}, seg.precision
     try:
         for name, changes in parsed:
-            precision = changes.pop('precision', original_precision)  # a setting may change the precision
-            if precision not in PRECISIONS:
-                raise ValueError(f'setting {name!r}: precision must be one of {sorted(PRECISIONS)}')
-            seg.sampler, seg.precision = original, precision
-            seg.set_sampler(**changes)
+            precision = apply_setting(seg, name, changes, original, original_precision)
             print(f'{name} ({precision}): {dataclasses.asdict(seg.sampler)}', flush=True)
             timing = run_setting(seg, images, iters, warmup)
             results[name] = {'sampler': dataclasses.asdict(seg.sampler), 'precision': precision, **timing}

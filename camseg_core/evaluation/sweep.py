@@ -16,8 +16,7 @@ import datetime
 import json
 from pathlib import Path
 
-from ..api import PRECISIONS
-from ..benchmark import PAPER_SETTING, parse_setting
+from ..benchmark import PAPER_SETTING, apply_setting, parse_setting
 from . import plots
 from .report import _check_item, _run
 
@@ -60,11 +59,7 @@ def sweep(segmenter, dataset, out_dir: str | Path, settings=DEFAULT_SETTINGS, *,
     rows = []
     try:
         for name, changes in parsed:
-            precision = changes.pop('precision', original_precision)
-            if precision not in PRECISIONS:
-                raise ValueError(f'setting {name!r}: precision must be one of {sorted(PRECISIONS)}')
-            segmenter.sampler, segmenter.precision = original, precision
-            segmenter.set_sampler(**changes)
+            precision = apply_setting(segmenter, name, changes, original, original_precision)
             segmenter.segment(_check_item(dataset[0], 0)[0])  # warm-up, not timed
             run = _run(segmenter, dataset, limit, batch_size, name)
             rows.append(_row(name, dataclasses.asdict(segmenter.sampler), precision, run))
