@@ -26,8 +26,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_system_default)
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -39,6 +38,7 @@ from camseg_ros import cdr, params
 from camseg_ros.diagnostics import PipelineStats, to_diagnostic_array
 from camseg_ros.image_codec import compressed_to_rgb, image_to_rgb, stamp_ns
 from camseg_ros.outputs import ENCODINGS, render, scale_camera_info, to_processing_resolution
+from camseg_ros.qos import OUTPUT_DEPTH, qos_profile
 
 OUTPUTS = tuple(ENCODINGS)  # mask, confidence, color, overlay
 WARN_PERIOD_S = 5.0  # throttle of repeated warnings
@@ -46,16 +46,6 @@ DIAGNOSTICS_PERIOD_S = 1.0  # on the steady clock: diagnostics go on while sim t
 NEGATIVE_OFFSET_TOLERANCE_MS = 10.0  # stamps this far ahead of the node clock are reported
 LABELS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def qos_profile(name: str, reliable_depth: int = 1) -> QoSProfile:
-    """Return the QoS of a `qos` / `output_qos` value: sensor_data is best effort, keep last 1."""
-    if name == 'sensor_data':
-        return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
-    if name == 'reliable':
-        return QoSProfile(depth=reliable_depth, history=HistoryPolicy.KEEP_LAST,
-                          reliability=ReliabilityPolicy.RELIABLE)
-    return qos_profile_system_default
 
 
 def read_image(serialised: bytes):
@@ -129,7 +119,7 @@ class SegmentNode(LifecycleNode):
             return self._fail('configure', e)
         self.transition_error = ''
         self._cameras = list(self.settings.cameras) or ['']
-        qos = qos_profile(self.settings.output_qos, reliable_depth=2)
+        qos = qos_profile(self.settings.output_qos, reliable_depth=OUTPUT_DEPTH)
         self._pubs = {cam: {out: self.create_publisher(Image, topic(cam, f'segmentation/{out}'), qos)
                             for out in OUTPUTS} for cam in self._cameras}
         if self.settings.camera_info:

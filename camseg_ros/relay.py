@@ -1,11 +1,11 @@
 """A node with no model, for the latency probe: what DDS and rclpy alone cost for the probe's messages.
 
 `python -m camseg_ros.relay WIDTH HEIGHT` (ROS_DOMAIN_ID and FASTDDS_BUILTIN_TRANSPORTS from the
-environment) subscribes `image` as serialised bytes with segment_node's default input QoS (best effort, keep
-last 1) and answers every frame, inside its callback, with a pre-serialised WIDTH x HEIGHT mono8
-`segmentation/mask` that carries the frame's header stamp, published with segment_node's default output QoS
-(reliable, keep last 2). Whatever the probe measures through it is the floor that any rclpy node pays to take
-this image and publish this mask in another process; what segment_node adds beyond it is its own.
+environment) subscribes `image` as serialised bytes with segment_node's default input QoS and answers every
+frame, inside its callback, with a pre-serialised WIDTH x HEIGHT mono8 `segmentation/mask` that carries the
+frame's header stamp, published with segment_node's default output QoS. Whatever the probe measures through
+it is the floor that any rclpy node pays to take this image and publish this mask in another process; what
+segment_node adds beyond it is its own.
 """
 from __future__ import annotations
 
@@ -15,14 +15,12 @@ import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from camseg_ros.cdr import Header, Stamp, image_bytes, parse_image, write_stamp
 from camseg_ros.image_codec import stamp_ns
-
-IN_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
-OUT_QOS = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+from camseg_ros.params import NodeSettings
+from camseg_ros.qos import OUTPUT_DEPTH, qos_profile
 
 
 class Relay(Node):
@@ -32,8 +30,10 @@ class Relay(Node):
         super().__init__('camseg_relay')
         self.mask = bytearray(image_bytes(Header(Stamp(), 'relay'), np.zeros((height, width), np.uint8),
                                           'mono8'))
-        self.pub = self.create_publisher(Image, 'segmentation/mask', OUT_QOS)
-        self.create_subscription(Image, 'image', self._on_image, IN_QOS, raw=True)
+        defaults = NodeSettings()  # segment_node's default QoS, in and out
+        self.pub = self.create_publisher(Image, 'segmentation/mask',
+                                         qos_profile(defaults.output_qos, reliable_depth=OUTPUT_DEPTH))
+        self.create_subscription(Image, 'image', self._on_image, qos_profile(defaults.qos), raw=True)
 
     def _on_image(self, serialised: bytes) -> None:
         write_stamp(self.mask, stamp_ns(parse_image(serialised).header))
