@@ -1,4 +1,4 @@
-"""Letterboxing to the processing size and back, on the model's device."""
+"""The pixel scale of model inputs; letterboxing to the processing size and back, on the model's device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from .labels import IGNORE_INDEX
+
+
+def from_bytes(images: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 255] (uint8 or float) -> float32 in [-1, 1] (k / 127.5 - 1), the models' input scale."""
+    return images.float() / 127.5 - 1.0
+
+
+def to_bytes(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8; exact inverse of `from_bytes` on its uint8 values."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ def letterbox(images: list[np.ndarray], size: tuple[int, int], device: torch.dev
         x = x.permute(2, 0, 1)[None].float()  # (1, 3, h, w)
         if (ih, iw) != (h, w):
             x = F.interpolate(x, size=(ih, iw), mode='bilinear', align_corners=False, antialias=ih < h)
-        batch[i, :, :ih, :iw] = x[0] / 127.5 - 1.0
+        batch[i, :, :ih, :iw] = from_bytes(x[0])
         placements.append(p)
     return batch, placements
 

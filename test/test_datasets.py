@@ -111,13 +111,14 @@ def _pair(seed=0):
 
 def test_augment_flip_keeps_alignment():
     image, label = _pair()
-    geo = AugmentConfig(crop=(64, 128), scale=(1.0, 1.0), flip=1.0, photometric=0, weather=0, noise=0)
+    geo = AugmentConfig(crop=(64, 128), scale=(1.0, 1.0), flip=1.0, photometric=0, weather=0, noise=0,
+                        low_light=0)
     img2, lab2 = Augment(geo, seed=0)(image, label)
     assert np.array_equal(img2, image[:, ::-1]) and np.array_equal(lab2, label[:, ::-1])
     # paint each class in its palette colour: after a random zoom, crop and flip, every pixel that still
     # shows a class colour (not a blend at a boundary) must carry that class's label
     painted = colorize(label)
-    cfg = AugmentConfig(crop=(48, 96), scale=(1.3, 2.0), photometric=0, weather=0, noise=0)
+    cfg = AugmentConfig(crop=(48, 96), scale=(1.3, 2.0), photometric=0, weather=0, noise=0, low_light=0)
     aug = Augment(cfg, seed=3)
     for _ in range(4):
         img3, lab3 = aug(painted, label)
@@ -139,3 +140,19 @@ def test_augment_pads_labels_with_ignore_and_is_deterministic():
     assert (l1 != IGNORE_INDEX).sum() == 48 * 96 and (l1[48:] == IGNORE_INDEX).all()
     with pytest.raises(ValueError, match='label'):
         a(image, label[:10])
+
+
+def test_augment_low_light_darkens_the_image_only():
+    image, label = _pair(2)
+    cfg = AugmentConfig(crop=(64, 128), scale=(1.0, 1.0), flip=0, photometric=0, weather=0, noise=0,
+                        low_light=1.0)
+    aug = Augment(cfg, seed=4)
+    means = []
+    for _ in range(4):
+        dark, lab = aug(image, label)
+        assert np.array_equal(lab, label) and dark.dtype == np.uint8
+        means.append(dark.mean() / image.mean())
+    # exposure 20-60 % after a gamma of 1.1-1.7: every draw is darker than 60 %, and the draws differ
+    assert max(means) < 0.6 and len(set(np.round(means, 3))) == 4
+    with pytest.raises(ValueError, match='low_light'):
+        AugmentConfig(low_light=1.5).validate()

@@ -16,12 +16,13 @@ from safetensors.torch import load_file, save_file
 
 from camseg_core import Segmenter, load_pretrained, preset
 from camseg_core.checkpoint import CheckpointError, build_model, save_pretrained
+from camseg_core.imageops import from_bytes, to_bytes
 from camseg_core.cli.synth import main as synth
 from camseg_core.cli.train import main as train
 from camseg_core.models.baseline import PixelClassifier, baseline_preset
 from camseg_core.labels import encode_maskige
 from camseg_core.training import TrainConfig, Trainer
-from camseg_core.training.data import PairData, from_bytes, open_training_data, to_bytes
+from camseg_core.training.data import PairData, open_training_data
 from camseg_core.training.loop import Dist
 from camseg_core.training.build import build_stage_model, calibrate_latent_scale, init_stage
 from camseg_core.training.cache import encode_dataset

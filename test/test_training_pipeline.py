@@ -33,10 +33,11 @@ def data(tmp_path_factory):
     return f'generated:{root}'
 
 
-def tiny_camseg():
+def tiny_camseg(pixel_stem=0):
     """Return a random tiny CAM-Seg at 32x64, the same in every process."""
     config = preset('tiny')
     config.image_size = (32, 64)
+    config.transformer.pixel_stem = pixel_stem
     torch.manual_seed(0)
     return build_model('camseg', config.to_dict()).eval()
 
@@ -62,19 +63,22 @@ def _encode_on_rank(rank, world, init_file, data, out):
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
     try:
-        cache, _ = encode_dataset(tiny_camseg(), open_training_data([data]), 2, CPU, copies=1, seed=5,
-                                  rank=rank, world=world)
-        torch.save({'image': cache.image_tokens, 'mask': cache.mask_tokens}, f'{out}.{rank}')
+        cache, _ = encode_dataset(tiny_camseg(pixel_stem=32), open_training_data([data]), 2, CPU, copies=1,
+                                  seed=5, rank=rank, world=world)
+        torch.save({'image': cache.image_tokens, 'mask': cache.mask_tokens, 'pixels': cache.images},
+                   f'{out}.{rank}')
     finally:
         dist.destroy_process_group()
 
 
 def test_cache_is_shared_over_two_gloo_ranks(tmp_path, data):
-    single, _ = encode_dataset(tiny_camseg(), open_training_data([data]), 4, CPU, copies=1, seed=5)
+    model = tiny_camseg(pixel_stem=32)
+    single, _ = encode_dataset(model, open_training_data([data]), 4, CPU, copies=1, seed=5)
     out = tmp_path / 'cache'
     mp.spawn(_encode_on_rank, args=(2, str(tmp_path / 'init'), data, str(out)), nprocs=2)
     ranks = [torch.load(f'{out}.{rank}') for rank in (0, 1)]
-    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ('image', 'mask'))  # every rank holds it all
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ('image', 'mask', 'pixels'))  # every rank: all
+    assert torch.equal(ranks[0]['pixels'], single.images)  # uint8, gathered through the host
     # in item order; equal up to rounding (other batches and thread counts sum in another order)
     assert torch.allclose(ranks[0]['image'], single.image_tokens, atol=1e-5)
     assert torch.allclose(ranks[0]['mask'], single.mask_tokens, atol=1e-5)

@@ -1,6 +1,6 @@
 """Training augmentation for (image, label) pairs.
 
-Random scale, crop and flip act on the image and the label together; photometric and weather
+Random scale, crop and flip act on the image and the label together; photometric, weather and low-light
 effects (albumentations 2.0.x) act on the image only.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ class AugmentConfig:
     photometric: float = 0.8  # probability of colour jitter
     weather: float = 0.3  # probability of one of fog, snow, rain
     noise: float = 0.2  # probability of sensor noise or motion blur
+    low_light: float = 0.15  # probability of low light: darker mid-tones, 20-60 % exposure, sensor noise
 
     def validate(self) -> AugmentConfig:
         """Raise ValueError naming the first bad field; return self."""
@@ -31,7 +32,7 @@ class AugmentConfig:
             raise ValueError(f'AugmentConfig.crop must be positive, got {self.crop}')
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f'AugmentConfig.scale must be 0 < lo <= hi, got {self.scale}')
-        for name in ('flip', 'photometric', 'weather', 'noise'):
+        for name in ('flip', 'photometric', 'weather', 'noise', 'low_light'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'AugmentConfig.{name} is a probability, got {getattr(self, name)}')
         return self
@@ -54,6 +55,9 @@ class Augment:
                      A.RandomRain(rain_type='drizzle', brightness_coefficient=0.8, p=1.0)], p=c.weather),
             A.OneOf([A.GaussNoise(std_range=(0.02, 0.08), p=1.0), A.MotionBlur(blur_limit=(3, 7), p=1.0)],
                     p=c.noise),
+            A.Sequential([A.RandomGamma(gamma_limit=(110, 170), p=1.0),  # gamma 1.1-1.7: lights stay bright
+                          A.MultiplicativeNoise(multiplier=(0.2, 0.6), p=1.0),  # one exposure per image
+                          A.GaussNoise(std_range=(0.01, 0.04), p=1.0)], p=c.low_light),
         ])
         self.reseed(seed)
 

@@ -15,9 +15,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..api import PRECISIONS
+from ..imageops import to_bytes
 from ..labels import token_class_mix
 from ..models.camseg import CamSeg
-from .data import PREFETCH, PairData, prepare_fork, to_bytes
+from .data import PREFETCH, PairData, prepare_fork
 
 
 class CachedTokens(Dataset):
@@ -81,13 +82,13 @@ def _share(total: int, rank: int, world: int) -> range:
     return range(rank * total // world, (rank + 1) * total // world)
 
 
-def _gather(tokens: torch.Tensor, total: int, world: int) -> torch.Tensor:
-    """All-gather the contiguous shares (N_r, L, C) of every rank into (total, L, C), in item order."""
+def _gather(tokens: torch.Tensor, total: int, world: int, group=None) -> torch.Tensor:
+    """All-gather the contiguous shares (N_r, ...) of every rank into (total, ...), in item order."""
     longest = -(-total // world)
     padded = tokens.new_zeros((longest, *tokens.shape[1:]))  # all_gather wants equal shapes
     padded[:len(tokens)] = tokens
     parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
+    dist.all_gather(parts, padded, group=group)
     return torch.cat([part[:len(_share(total, r, world))] for r, part in enumerate(parts)])
 
 
@@ -124,6 +125,10 @@ def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: tor
                 pixels.append(to_bytes(image).cpu())
     parts = [torch.cat(p) if p else None for p in (images, masks, classes, pixels)]
     if world > 1:
-        parts = [None if part is None else _gather(part.to(device), total, world) for part in parts]
+        parts[:3] = [None if part is None else _gather(part.to(device), total, world) for part in parts[:3]]
+        if keep_pixels:  # through the host (gloo), sparing the device memory the largest part would take
+            host = dist.new_group(backend='gloo')
+            parts[3] = _gather(parts[3], total, world, host)
+            dist.destroy_process_group(host)
     cache = CachedTokens(*(None if part is None else part.cpu() for part in parts))
     return cache, CacheStats(total, time.perf_counter() - start, workers, precision, world)

@@ -16,7 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 
 from ..data.augment import Augment, AugmentConfig
 from ..data.datasets import list_conditions, open_dataset
-from ..imageops import place
+from ..imageops import from_bytes, place
 from ..labels import IGNORE_INDEX
 
 PAD_GREY = 128  # letterbox padding of images: mid grey, about 0 in [-1, 1] like the inference letterbox
@@ -79,16 +79,6 @@ def letterbox_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]
     out_img[:ih, :iw] = cv2.resize(image, (iw, ih), interpolation=interp)
     out_lab[:ih, :iw] = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
     return out_img, out_lab
-
-
-def from_bytes(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [-1, 1] (k / 127.5 - 1), the scale of every training image."""
-    return images.float() / 127.5 - 1.0
-
-
-def to_bytes(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> uint8; exact inverse of `from_bytes` on its values."""
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def to_tensors(image: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:

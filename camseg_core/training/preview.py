@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import SamplerConfig
+from ..imageops import to_bytes
 from ..labels import colorize, decode_maskige, encode_maskige
 from .data import letterbox_pair, to_tensors
 
@@ -27,7 +28,7 @@ def _grey(conf: np.ndarray) -> np.ndarray:
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return to_bytes(x).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def make_preview(stage: str, batch: dict, device: torch.device):

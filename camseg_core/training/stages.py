@@ -13,10 +13,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..imageops import from_bytes
 from ..labels import encode_maskige, token_class_mix
 from ..models.camseg import CamSeg
 from .cache import encode_dataset
-from .data import PairData, from_bytes, make_batches
+from .data import PairData, make_batches
 from .preview import make_preview, preview_batch
 
 STAGES = ('vae', 'segmenter', 'baseline')
