@@ -1,10 +1,13 @@
 """The training pipeline: a latent cache that is the same with workers and ranks, fused EMA, guarded resume.
 
 The cache built with loader workers, over two gloo ranks, or twice equals the one built in the main process;
-the fused EMA update equals the per-tensor one; `--resume` stops, naming what changed, unless allowed.
+the fused EMA update equals the per-tensor one; `--resume` stops, naming what changed, unless allowed; the
+class-rarity weighting of the segmenter's denoising loss follows the training labels.
 """
 import json
 import shutil
+
+import numpy as np
 
 import pytest
 import torch
@@ -14,14 +17,16 @@ import torch.multiprocessing as mp
 from camseg_core import preset
 from camseg_core.checkpoint import build_model
 from camseg_core.cli.synth import main as synth
+from camseg_core.checkpoint import load_pretrained
 from camseg_core.cli.train import main as train
+from camseg_core.labels import NUM_CLASSES
 from camseg_core.models.baseline import PixelClassifier, baseline_preset
 from camseg_core.training import TrainConfig, Trainer
 from camseg_core.training.cache import encode_dataset
-from camseg_core.training.data import open_training_data
+from camseg_core.training.data import class_frequencies, open_training_data
 from camseg_core.training.loop import Dist
 from camseg_core.training.resume import saved_settings
-from camseg_core.training.stages import BaselineStep
+from camseg_core.training.stages import BaselineStep, StageOptions, rarity_weights, step_module
 
 CPU = torch.device('cpu')
 
@@ -172,3 +177,44 @@ def test_resume_into_fp16_without_a_scaler_state(capsys, data, run):
     assert train(run_args(data, run, '--resume', '--precision', 'fp16', '--allow-change', 'precision')) == 0
     state = json.loads((run / 'train_state.json').read_text())
     assert state['step'] == 3 and state['scaler']['scale'] > 0
+
+
+def test_class_rarity_weights_follow_the_training_labels(data):
+    dataset = open_training_data([data])
+    shares = class_frequencies(dataset)
+    counts = sum(np.bincount(item['label'][item['label'] < NUM_CLASSES], minlength=NUM_CLASSES)
+                 for item in (dataset[i] for i in range(len(dataset))))
+    assert np.allclose(shares, counts / counts.sum())
+    weights = rarity_weights(np.array([0.5, 0.3, 0.1, 0.1, 1e-5, 0.0]), 0.5).numpy()
+    # (share / median 0.1) ** -0.5: the common classes weigh less, the rarest hits the clip, absent weighs 1
+    assert np.allclose(weights, [0.4472136, 0.5773503, 1.0, 1.0, 10.0, 1.0])
+    for opts in (StageOptions('vae', rare_weight=0.5), StageOptions('segmenter', rare_weight=-1)):
+        with pytest.raises(ValueError, match='rare-weight'):
+            step_module(opts, tiny_camseg(), dataset)
+
+
+def test_token_weights_weigh_the_denoising_loss():
+    model = tiny_camseg().train()
+    tokens = torch.randn(2, model.grid[0] * model.grid[1], 16)
+    image = model.image_condition(torch.zeros(2, 3, 32, 64), torch.randn_like(tokens))
+
+    def loss(weight):
+        torch.manual_seed(3)
+        return model.loss(image, tokens, token_weight=weight)
+    ones = torch.ones(tokens.shape[:2])
+    assert torch.equal(loss(None), loss(ones)) and torch.equal(loss(ones), loss(4 * ones))  # a weighted mean
+    assert not torch.allclose(loss(None), loss(torch.rand(tokens.shape[:2])))
+
+
+def test_segmenter_trains_with_rarity_weights_cached_or_not(tmp_path, data):
+    vae = tmp_path / 'vae'
+    fast = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1',
+            '--sample-every', '0']
+    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--preset', 'tiny', *fast]) == 0
+    for name, extra in (('cached', ['--cache-latents']), ('plain', [])):
+        out = tmp_path / name
+        assert train(['segmenter', '--init', str(vae), '--data', data, '--out', str(out), '--steps', '2',
+                      '--rare-weight', '0.5', *fast[2:], *extra]) == 0
+        weights = load_pretrained(out)[1]['meta']['class_weights']
+        expected = rarity_weights(class_frequencies(open_training_data([data])), 0.5)
+        assert np.allclose(weights, expected.numpy(), atol=1e-4) and len(weights) == NUM_CLASSES

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--pixel-stem', type=int, default=0, metavar='P',
                    help='segmenter: P channels per token of a convolutional patch embedding of the pixels, '
                         'learned with the transformer beside the KL image tokens (0: KL tokens only)')
+    p.add_argument('--rare-weight', type=float, default=0.0, metavar='A',
+                   help="segmenter: weigh each token's denoising error by the rarity of its classes in the "
+                        'training labels, (share / median share) ** -A clipped to [0.1, 10] (0: off)')
     p.add_argument('--mask-weight', type=float, default=1.0,
                    help='vae: weight of the maskige reconstruction error relative to the images')
     p.add_argument('--decoder-only', action='store_true',
@@ -104,7 +107,7 @@ def run(args) -> int:
                         augment=not args.no_augment, cache_latents=args.cache_latents,
                         cache_copies=args.cache_copies, kl_weight=args.kl_weight,
                         class_weight=args.class_weight, mask_weight=args.mask_weight,
-                        image_stem=args.image_stem, pixel_stem=args.pixel_stem,
+                        image_stem=args.image_stem, pixel_stem=args.pixel_stem, rare_weight=args.rare_weight,
                         decoder_only=args.decoder_only, workers=args.workers)
     config = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr if args.lr is not None else DEFAULT_LR[args.stage],
@@ -143,7 +146,12 @@ def run(args) -> int:
     meta = {'stage': args.stage, 'model_type': model.model_type, 'model_config': model.config.to_dict(),
             'data': args.data, 'init': str(args.init) if args.init else None,
             'settings': run_settings(config, opts, args.data, env.world, model.config.image_size)}
-    trainer = Trainer(config, env, model, step_module(opts, model), None, None, meta)
+    loss_step = step_module(opts, model, dataset)
+    if getattr(loss_step, 'class_weights', None) is not None:
+        meta['class_weights'] = [round(w, 4) for w in loss_step.class_weights.tolist()]
+        if env.main:
+            print(f'segmenter: class-rarity weights {meta["class_weights"]}', flush=True)
+    trainer = Trainer(config, env, model, loss_step, None, None, meta)
     if args.resume:  # restore the weights before the data stage uses the model (--cache-latents encodes)
         trainer.resume(fresh_scaler='precision' in allow)
     cuda = [env.device] if env.device.type == 'cuda' else []

@@ -97,8 +97,11 @@ class CamSeg(nn.Module):
         return torch.cat([image_tokens, to_tokens(stem(images)).to(image_tokens.dtype)], dim=-1)
 
     def loss(self, image_tokens: torch.Tensor, mask_tokens: torch.Tensor,
-             token_classes: torch.Tensor | None = None, parts: dict | None = None) -> torch.Tensor:
+             token_classes: torch.Tensor | None = None, parts: dict | None = None,
+             token_weight: torch.Tensor | None = None) -> torch.Tensor:
         """Denoising loss on randomly masked mask tokens (B, L, C), scaled latents, given `image_condition`.
+
+        `token_weight` (B, L), if given, weighs each masked token's denoising error (a weighted mean).
 
         With `transformer.class_weight` > 0 and `token_classes` (B, L, K), each token's class mix
         (`labels.token_class_mix`), it adds the weighted cross-entropy of the transformer's classifier on the
@@ -108,7 +111,8 @@ class CamSeg(nn.Module):
         masked = self.transformer.sample_mask(B, mask_tokens.device)  # (B, L)
         visible = mask_tokens * (~masked).unsqueeze(-1)  # masked values never reach the encoder anyway
         z = self.transformer(image_tokens, visible, masked)  # (B, L, W)
-        loss = self.head.loss(mask_tokens.reshape(B * L, C), z.reshape(B * L, -1), masked.reshape(-1).float())
+        weight = masked.float() if token_weight is None else masked.float() * token_weight.float()
+        loss = self.head.loss(mask_tokens.reshape(B * L, C), z.reshape(B * L, -1), weight.reshape(-1))
         classifier = self.transformer.classifier
         if parts is not None:
             parts['diffusion'] = loss.detach()

@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from ..data.augment import Augment, AugmentConfig
 from ..data.datasets import list_conditions, open_dataset
 from ..imageops import from_bytes, place
-from ..labels import IGNORE_INDEX
+from ..labels import IGNORE_INDEX, NUM_CLASSES
 
 PAD_GREY = 128  # letterbox padding of images: mid grey, about 0 in [-1, 1] like the inference letterbox
 PREFETCH = 4  # batches each loader worker prepares ahead
@@ -151,3 +151,13 @@ def make_batches(data: Dataset, batch_size: int, rank: int, world: int, seed: in
                             generator=torch.Generator().manual_seed(seed))
         return iter(loader)
     return batches
+
+
+def class_frequencies(dataset: Dataset, limit: int = 500) -> np.ndarray:
+    """Each class's share of the labelled pixels of up to `limit` evenly spaced items: (NUM_CLASSES,)."""
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(len(dataset), limit)).round().astype(int))
+    counts = np.zeros(NUM_CLASSES)
+    for i in picks:
+        label = np.asarray(dataset[int(i)]['label'])
+        counts += np.bincount(label[label < NUM_CLASSES].ravel(), minlength=NUM_CLASSES)
+    return counts / max(counts.sum(), 1.0)

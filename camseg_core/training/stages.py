@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -17,7 +18,7 @@ from ..imageops import from_bytes
 from ..labels import encode_maskige, token_class_mix
 from ..models.camseg import CamSeg
 from .cache import encode_dataset
-from .data import PairData, make_batches
+from .data import PairData, class_frequencies, make_batches
 from .preview import make_preview, preview_batch
 
 STAGES = ('vae', 'segmenter', 'baseline')
@@ -40,6 +41,8 @@ class StageOptions:
     # vae run): the model's transformer.class_weight, the token-class cross-entropy on z
     image_stem: int = 0  # segmenter (from a vae run): the model's transformer.image_stem
     pixel_stem: int = 0  # segmenter (from a vae run): the model's transformer.pixel_stem
+    rare_weight: float = 0.0  # segmenter: exponent a of the class-rarity weight of each token's denoising
+    # error, (share of its classes / median share) ** -a, clipped to [0.1, 10] (0: every token weighs 1)
     mask_weight: float = 1.0  # vae only: weight of the maskige reconstruction error relative to images
     decoder_only: bool = False  # vae only: train the decoder (and class head) on maskiges alone; the encoder
     # stays frozen, so every token, and a segmenter trained on them, stays valid
@@ -62,12 +65,25 @@ class VaeStep(nn.Module):
         return self.autoencoder.loss(x, self.kl_weight, batch['label'], self.class_weight, self.mask_weight)
 
 
-class SegmenterStep(nn.Module):
-    """Denoising loss of the transformer + head on tokens from the frozen autoencoder (or cached tokens)."""
+def rarity_weights(shares: np.ndarray, exponent: float) -> torch.Tensor:
+    """Per-class weights (share / median share of present classes) ** -exponent in [0.1, 10]; absent: 1."""
+    present = shares > 0
+    ratio = np.ones_like(shares)
+    ratio[present] = shares[present] / np.median(shares[present])
+    return torch.as_tensor(np.clip(ratio ** -exponent, 0.1, 10.0), dtype=torch.float32)
 
-    def __init__(self, model: CamSeg):
+
+class SegmenterStep(nn.Module):
+    """Denoising loss of the transformer + head on tokens from the frozen autoencoder (or cached tokens).
+
+    With `class_weights` (K,), each masked token's error is weighed by its class mix times those weights
+    (tokens without a labelled pixel, e.g. padding, weigh 1).
+    """
+
+    def __init__(self, model: CamSeg, class_weights: torch.Tensor | None = None):
         super().__init__()
         self.model = model
+        self.class_weights = class_weights  # a plain attribute: not part of the step's state
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         if 'image_tokens' in batch:
@@ -80,10 +96,14 @@ class SegmenterStep(nn.Module):
             image_tokens, mask_tokens = self.model.encode_pair(batch['image'], batch['label'])
             image_tokens = self.model.image_condition(batch['image'], image_tokens)
             token_classes = None
-            if self.model.transformer.classifier is not None:
+            if self.model.transformer.classifier is not None or self.class_weights is not None:
                 token_classes = token_class_mix(batch['label'], self.model.grid)
+        token_weight = None
+        if self.class_weights is not None:
+            mix = token_classes.float()  # (B, L, K)
+            token_weight = torch.where(mix.sum(-1) > 0, mix @ self.class_weights.to(mix.device), 1.0)
         parts = {}
-        loss = self.model.loss(image_tokens, mask_tokens, token_classes, parts)
+        loss = self.model.loss(image_tokens, mask_tokens, token_classes, parts, token_weight)
         return loss, parts if 'token_class' in parts else {}
 
 
@@ -98,11 +118,16 @@ class BaselineStep(nn.Module):
         return self.model.loss(batch['image'], batch['label']), {}
 
 
-def step_module(opts: StageOptions, model: nn.Module) -> nn.Module:
-    """Return the module whose forward(batch) gives the stage's loss."""
+def step_module(opts: StageOptions, model: nn.Module, dataset: Dataset | None = None) -> nn.Module:
+    """Return the module whose forward(batch) gives the stage's loss (`dataset`: for `opts.rare_weight`)."""
+    if opts.rare_weight < 0 or (opts.rare_weight and opts.stage != 'segmenter'):
+        raise ValueError(f'--rare-weight is an exponent >= 0 for the segmenter stage, got {opts.rare_weight} '
+                         f'for {opts.stage}')
+    if opts.stage == 'segmenter':
+        weights = rarity_weights(class_frequencies(dataset), opts.rare_weight) if opts.rare_weight else None
+        return SegmenterStep(model, weights)
     return {'vae': lambda: VaeStep(model, opts.kl_weight, opts.class_weight, opts.mask_weight,
-                                   opts.decoder_only),
-            'segmenter': lambda: SegmenterStep(model), 'baseline': lambda: BaselineStep(model)}[opts.stage]()
+                                   opts.decoder_only), 'baseline': lambda: BaselineStep(model)}[opts.stage]()
 
 
 def stage_data(opts: StageOptions, model: nn.Module, dataset: Dataset, batch_size: int, env, seed: int,
@@ -120,7 +145,8 @@ def stage_data(opts: StageOptions, model: nn.Module, dataset: Dataset, batch_siz
         if opts.cache_copies < 0:
             raise ValueError(f'--cache-copies must be >= 0, got {opts.cache_copies}')
         cached, stats = encode_dataset(model, dataset, batch_size, env.device, env.main, opts.cache_copies,
-                                       seed, opts.workers, precision, env.rank, env.world)
+                                       seed, opts.workers, precision, env.rank, env.world,
+                                       classes=opts.rare_weight > 0)
         return make_batches(cached, batch_size, env.rank, env.world, seed, 0, True, pin), preview, stats
     data = PairData(dataset, size, opts.augment, seed)
     return make_batches(data, batch_size, env.rank, env.world, seed, opts.workers, False, pin), preview, None
