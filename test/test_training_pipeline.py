@@ -23,7 +23,7 @@ from camseg_core.labels import NUM_CLASSES
 from camseg_core.models.baseline import PixelClassifier, baseline_preset
 from camseg_core.training import TrainConfig, Trainer
 from camseg_core.training.cache import encode_dataset
-from camseg_core.training.data import class_frequencies, open_training_data
+from camseg_core.training.data import PairData, class_frequencies, open_training_data
 from camseg_core.training.loop import Dist
 from camseg_core.training.resume import saved_settings
 from camseg_core.training.stages import BaselineStep, StageOptions, rarity_weights, step_module
@@ -218,3 +218,12 @@ def test_segmenter_trains_with_rarity_weights_cached_or_not(tmp_path, data):
         weights = load_pretrained(out)[1]['meta']['class_weights']
         expected = rarity_weights(class_frequencies(open_training_data([data])), 0.5)
         assert np.allclose(weights, expected.numpy(), atol=1e-4) and len(weights) == NUM_CLASSES
+
+
+def test_low_light_option_reaches_the_augmentation(data, tmp_path, capsys):
+    dataset = open_training_data([data])
+    dark, plain = (PairData(dataset, (32, 64), True, 0, low_light=p) for p in (1.0, 0.0))
+    assert all(dark[k]['image'].mean() < plain[k]['image'].mean() - 0.2 for k in range(len(dataset)))
+    with pytest.raises(SystemExit):
+        train(run_args(data, tmp_path / 'run', '--low-light', '2'))
+    assert 'low_light is a probability, got 2.0' in capsys.readouterr().err

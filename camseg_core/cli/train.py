@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.augment import AugmentConfig
 from ..training import state as st
 from ..training.build import build_stage_model, calibrate_latent_scale, check_preset, init_stage
 from ..training.data import default_workers, open_training_data
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int,
                    help='data loader worker processes (default: the cores per process less one, 2 to 16)')
     p.add_argument('--no-augment', action='store_true', help='letterbox samples instead of random scale/crop')
+    p.add_argument('--low-light', type=float, default=AugmentConfig.low_light, metavar='P',
+                   help='probability of the low-light augmentation (darker mid-tones, 20-60 %% exposure, '
+                        'sensor noise) of an augmented sample (default %(default)s; 0: off)')
     p.add_argument('--cache-latents', action='store_true',
                    help='segmenter: encode the data once (no augmentation) and keep the tokens in memory')
     p.add_argument('--cache-copies', type=int, default=0,
@@ -104,8 +108,9 @@ def run(args) -> int:
     if args.workers is None:
         args.workers = default_workers(int(os.environ.get('LOCAL_WORLD_SIZE', env.world)))
     opts = StageOptions(stage=args.stage, preset=args.preset, image_size=args.image_size, init=args.init,
-                        augment=not args.no_augment, cache_latents=args.cache_latents,
-                        cache_copies=args.cache_copies, kl_weight=args.kl_weight,
+                        augment=not args.no_augment, low_light=args.low_light,
+                        cache_latents=args.cache_latents, cache_copies=args.cache_copies,
+                        kl_weight=args.kl_weight,
                         class_weight=args.class_weight, mask_weight=args.mask_weight,
                         image_stem=args.image_stem, pixel_stem=args.pixel_stem, rare_weight=args.rare_weight,
                         decoder_only=args.decoder_only, workers=args.workers)

@@ -15,6 +15,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..api import PRECISIONS
+from ..data.augment import AugmentConfig
 from ..imageops import to_bytes
 from ..labels import token_class_mix
 from ..models.camseg import CamSeg
@@ -67,13 +68,15 @@ class CacheStats:
                 'precision': self.precision, 'world': self.world}
 
 
-def cache_items(dataset: Dataset, size: tuple[int, int], copies: int, seed: int) -> Dataset:
+def cache_items(dataset: Dataset, size: tuple[int, int], copies: int, seed: int,
+                low_light: float = AugmentConfig.low_light) -> Dataset:
     """Return every item letterboxed, then `copies` augmented versions of each (seeded: seed, copy, item)."""
     plain = PairData(dataset, size, augment=False, seed=seed)
     if copies <= 0:
         return plain
     n = len(dataset)
-    augmented = PairData(dataset, size, augment=True, seed=seed)  # keys n.. : copy k of item i is key k*n + i
+    # keys n.. : copy k of item i is key k*n + i
+    augmented = PairData(dataset, size, augment=True, seed=seed, low_light=low_light)
     return ConcatDataset([plain, Subset(augmented, range(n, (copies + 1) * n))])
 
 
@@ -96,13 +99,15 @@ def _gather(tokens: torch.Tensor, total: int, world: int, group=None) -> torch.T
 def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: torch.device,
                    progress: bool = False, copies: int = 0, seed: int = 0, workers: int = 0,
                    precision: str = 'fp32', rank: int = 0, world: int = 1,
-                   classes: bool = False) -> tuple[CachedTokens, CacheStats]:
+                   classes: bool = False, low_light: float = AugmentConfig.low_light
+                   ) -> tuple[CachedTokens, CacheStats]:
     """Encode every item (see `cache_items`) with the frozen autoencoder -> tokens on the CPU, and timings.
 
     Rank `rank` of `world` encodes its share; with world > 1 the process group must be up (every rank calls).
-    Each token's class mix is kept for a token classifier, or where `classes` asks for it.
+    Each token's class mix is kept for a token classifier, or where `classes` asks for it. `low_light`: the
+    probability of low-light augmentation in the augmented copies.
     """
-    data = cache_items(dataset, model.config.image_size, copies, seed)
+    data = cache_items(dataset, model.config.image_size, copies, seed, low_light)
     total = len(data)
     if total < world:
         raise ValueError(f'{total} items to cache over {world} processes: fewer than one each')

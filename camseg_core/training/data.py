@@ -90,9 +90,10 @@ def to_tensors(image: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:
 class PairData(Dataset):
     """Indexed by key = epoch * len + index; returns model-sized tensors (augmented, or letterboxed)."""
 
-    def __init__(self, dataset: Dataset, size: tuple[int, int], augment: bool, seed: int):
+    def __init__(self, dataset: Dataset, size: tuple[int, int], augment: bool, seed: int,
+                 low_light: float = AugmentConfig.low_light):
         self.dataset, self.size, self.seed = dataset, tuple(size), seed
-        self.augment = Augment(AugmentConfig(crop=self.size)) if augment else None
+        self.augment = Augment(AugmentConfig(crop=self.size, low_light=low_light)) if augment else None
 
     def __len__(self) -> int:
         return len(self.dataset)
