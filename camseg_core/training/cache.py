@@ -99,12 +99,12 @@ def _gather(tokens: torch.Tensor, total: int, world: int, group=None) -> torch.T
 def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: torch.device,
                    progress: bool = False, copies: int = 0, seed: int = 0, workers: int = 0,
                    precision: str = 'fp32', rank: int = 0, world: int = 1,
-                   classes: bool = False, low_light: float = AugmentConfig.low_light
+                   class_mix: bool = False, low_light: float = AugmentConfig.low_light
                    ) -> tuple[CachedTokens, CacheStats]:
     """Encode every item (see `cache_items`) with the frozen autoencoder -> tokens on the CPU, and timings.
 
     Rank `rank` of `world` encodes its share; with world > 1 the process group must be up (every rank calls).
-    Each token's class mix is kept for a token classifier, or where `classes` asks for it. `low_light`: the
+    Each token's class mix is kept for a token classifier, or where `class_mix` asks for it. `low_light`: the
     probability of low-light augmentation in the augmented copies.
     """
     data = cache_items(dataset, model.config.image_size, copies, seed, low_light)
@@ -116,7 +116,7 @@ def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: tor
     loader = DataLoader(Subset(data, _share(total, rank, world)), batch_size=batch_size, num_workers=workers,
                         pin_memory=cuda, prefetch_factor=PREFETCH if workers else None)
     start = time.perf_counter()
-    keep_classes = classes or model.transformer.classifier is not None
+    keep_classes = class_mix or model.transformer.classifier is not None
     keep_pixels = model.transformer.pixel_stem is not None
     images, masks, classes, pixels = [], [], [], []  # tokens stay on the device: one copy back at the end
     with torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != 'fp32'):

@@ -148,7 +148,7 @@ def stage_data(opts: StageOptions, model: nn.Module, dataset: Dataset, batch_siz
             raise ValueError(f'--cache-copies must be >= 0, got {opts.cache_copies}')
         cached, stats = encode_dataset(model, dataset, batch_size, env.device, env.main, opts.cache_copies,
                                        seed, opts.workers, precision, env.rank, env.world,
-                                       classes=opts.rare_weight > 0, low_light=opts.low_light)
+                                       class_mix=opts.rare_weight > 0, low_light=opts.low_light)
         return make_batches(cached, batch_size, env.rank, env.world, seed, 0, True, pin), preview, stats
     data = PairData(dataset, size, opts.augment, seed, opts.low_light)
     return make_batches(data, batch_size, env.rank, env.world, seed, opts.workers, False, pin), preview, None
