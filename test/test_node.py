@@ -471,7 +471,10 @@ def check_sim_time(ros, checkpoint: str) -> None:
         # Nobody subscribes yet: the frame is taken but nothing is computed.
         pub = ros.node.create_publisher(Image, 'sim/image', RELIABLE)
         assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 20)
-        pub.publish(msg)
+        for _ in range(4):  # re-sent until taken: a frame can leave before the node has matched this publisher
+            pub.publish(msg)
+            if ros.spin_until(lambda: int(ros.stat('sim', 'unsubscribed') or 0) >= 1, 5):
+                break
         ros.wait_stat('sim', 'unsubscribed', lambda v: int(v) >= 1)
         assert ros.stat('sim', 'processing_ms_median') == 'nan'
         # Only the mask is subscribed. Before any /clock the node's time is 0: stamps are "ahead", not stale.
