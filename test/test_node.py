@@ -471,7 +471,7 @@ def check_sim_time(ros, checkpoint: str) -> None:
         # Nobody subscribes yet: the frame is taken but nothing is computed.
         pub = ros.node.create_publisher(Image, 'sim/image', RELIABLE)
         assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 20)
-        for _ in range(4):  # re-sent until taken: a frame can leave before the node has matched this publisher
+        for _ in range(4):  # re-sent until taken: a frame can leave before the node matched this publisher
             pub.publish(msg)
             if ros.spin_until(lambda: int(ros.stat('sim', 'unsubscribed') or 0) >= 1, 5):
                 break
