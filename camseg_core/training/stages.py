@@ -103,7 +103,9 @@ class SegmenterStep(nn.Module):
         token_weight = None
         if self.class_weights is not None:
             mix = token_classes.float()  # (B, L, K)
-            token_weight = torch.where(mix.sum(-1) > 0, mix @ self.class_weights.to(mix.device), 1.0)
+            if self.class_weights.device != mix.device:  # once: no host-to-device copy in every step
+                self.class_weights = self.class_weights.to(mix.device)
+            token_weight = torch.where(mix.sum(-1) > 0, mix @ self.class_weights, 1.0)
         parts = {}
         loss = self.model.loss(image_tokens, mask_tokens, token_classes, parts, token_weight)
         return loss, parts if 'token_class' in parts else {}
