@@ -23,7 +23,8 @@ issue 9: vae 14.5 it/s at batch 32 and baseline 19 it/s, both loader-bound befor
   vae        1200 steps at batch 32, 14.5 it/s                                                      ~ 85 s
   segmenter  caching 3 x 2000 items (12 workers, bf16), then 1200 steps at batch 64 (on the CPU a
              segmenter step costs 0.6 of a vae step, and cached tokens need no loader)              ~ 150 s
-  decoder    400 decoder-only steps on maskiges at batch 32 (a third of a vae step)                 ~ 15 s
+  decoder    400 decoder-only steps at batch 32 on the segmenter's own generated mask tokens
+             (one 20-step DDIM sample per image, then the decoder: about a vae step)                ~ 30 s
   baseline   1500 steps at batch 32, 19 it/s                                                        ~ 80 s
   export, two evaluations of 420 images each, comparison, imports and CUDA start                    ~ 100 s
 together about 8 minutes; summary.md holds what each stage took.
@@ -68,6 +69,7 @@ SETTINGS = {
     'SEG_LR': ('4e-4', '4e-4', 'segmenter peak learning rate'),
     'CACHE_COPIES': ('2', '1', 'augmented copies of every item in the segmenter latent cache'),
     'DEC_STEPS': ('400', '2', 'decoder-only fine-tuning steps of the segmenter\'s autoencoder'),
+    'DEC_GENERATED': ('1', '1', 'share of decoder-only batches decoded from generated tokens'),
     'BASE_STEPS': ('1500', '2', 'baseline steps'),
     'BASE_BATCH': ('32', '2', 'baseline batch'),
     'BASE_LR': ('1e-3', '1e-3', 'baseline peak learning rate'),
@@ -127,7 +129,7 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
                                             '--pixel-stem', '128')),
         ('decoder', 'camseg-train', train('vae', 'camseg_dec', s['DEC_STEPS'], s['VAE_BATCH'], '2e-4', 8,
                                           '--init', str(run / 'camseg'), '--decoder-only', '--class-weight',
-                                          '1.0')),
+                                          '1.0', '--generated', s['DEC_GENERATED'])),
         ('baseline', 'camseg-train', train('baseline', 'baseline', s['BASE_STEPS'], s['BASE_BATCH'],
                                            s['BASE_LR'], 20, '--preset', 'tiny')),
         ('export', 'export-float16', [str(run / 'camseg_dec'), str(run / 'export')]),

@@ -22,11 +22,11 @@ from camseg_core.cli.train import main as train
 from camseg_core.models.baseline import PixelClassifier, baseline_preset
 from camseg_core.labels import encode_maskige
 from camseg_core.training import TrainConfig, Trainer
-from camseg_core.training.data import PairData, open_training_data
+from camseg_core.training.data import PairData, make_batches, open_training_data
 from camseg_core.training.loop import Dist
 from camseg_core.training.build import build_stage_model, calibrate_latent_scale, init_stage
 from camseg_core.training.cache import encode_dataset
-from camseg_core.training.stages import BaselineStep, StageOptions
+from camseg_core.training.stages import BaselineStep, StageOptions, step_module
 
 FAST = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1']
 
@@ -91,8 +91,16 @@ def test_segmenter_options_token_classes_image_and_pixel_stem(tmp_path, data, ca
             part = model.transformer.get_submodule(name)
             assert not torch.equal(part.weight, init.transformer.get_submodule(name).weight)
         segment_once(out)
-    with pytest.raises(ValueError, match='class-weight'):  # set only when the segmenter starts from a vae run
-        build_stage_model(StageOptions('segmenter', init=cached, class_weight=0.1, image_stem=2,
+    trained = load_pretrained(cached)[0].state_dict()
+    for weight in (0.0, 0.1):  # an --init run may drop the token classifier or change its weight
+        tuned = build_stage_model(StageOptions('segmenter', init=cached, class_weight=weight, image_stem=2,
+                                               pixel_stem=32))
+        assert tuned.config.transformer.class_weight == weight
+        assert (tuned.transformer.classifier is None) == (weight == 0)
+        kept = tuned.state_dict()
+        assert all(torch.equal(kept[k], trained[k]) for k in kept)  # every weight it keeps is the trained one
+    with pytest.raises(ValueError, match='image-stem'):  # set only when the segmenter starts from a vae run
+        build_stage_model(StageOptions('segmenter', init=cached, class_weight=0.5, image_stem=1,
                                        pixel_stem=32))
     with pytest.raises(SystemExit):  # the saved model fixes it
         train([*args[:-len(FAST[2:])], '--image-stem', '1', *FAST[2:], '--out', str(cached), '--resume'])
@@ -114,6 +122,13 @@ def test_vae_decoder_only_keeps_the_tokens_and_the_segmenter(tmp_path, data):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(trained))
     segment_once(tuned)
     assert init_stage(tuned) == 'segmenter'  # a later segmenter run continues its transformer
+    on_generated = tmp_path / 'on_generated'
+    assert train(['vae', '--init', str(seg), '--data', data, '--out', str(on_generated), '--steps', '2',
+                  '--sample-every', '0', '--decoder-only', '--class-weight', '1', '--generated', '1',
+                  *FAST[2:]]) == 0
+    after = load_pretrained(on_generated)[0].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(kept))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith('autoencoder.class_h'))
     refused = [(StageOptions('segmenter', init=seg, decoder_only=True), 'only applies to the vae stage'),
                (StageOptions('baseline', decoder_only=True), 'only applies to the vae stage'),
                (StageOptions('vae', init=vae, decoder_only=True, class_weight=1), 'a segmenter checkpoint'),
@@ -124,6 +139,45 @@ def test_vae_decoder_only_keeps_the_tokens_and_the_segmenter(tmp_path, data):
     for opts, message in refused:
         with pytest.raises(ValueError, match=message):
             build_stage_model(opts)
+    for opts in (StageOptions('vae', generated=0.5), StageOptions('vae', decoder_only=True, generated=1.5)):
+        with pytest.raises(ValueError, match='--generated is a share in'):
+            step_module(opts, load_pretrained(seg)[0])
+
+
+def test_decoder_learns_to_decode_generated_tokens(tmp_path, data):
+    """--generated: the decoder is optimised on the model's own generated tokens (fixed here by the seed)."""
+    vae, seg = tmp_path / 'vae', tmp_path / 'seg'
+    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0',
+                  *FAST]) == 0
+    assert train(['segmenter', '--init', str(vae), '--data', data, '--out', str(seg), '--steps', '1',
+                  '--sample-every', '0', *FAST[2:]]) == 0
+    opts = StageOptions('vae', init=seg, decoder_only=True, class_weight=1.0, generated=1.0)
+    model = build_stage_model(opts)
+    model.config.sampler.steps = 2
+    step = step_module(opts, model)
+    batch = next(iter(make_batches(PairData(open_training_data([data]), (32, 64), False, 0), 4, 0, 1, 0, 0,
+                                   False, False)(0)))
+    torch.manual_seed(0)
+    generated = step.generate(batch['image'])
+    assert generated.shape == (4, 16, 4, 8)  # latents of the token grid, not the encoder's tokens of labels
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.Adam(params, lr=3e-3)
+    losses = []
+    for _ in range(25):
+        torch.manual_seed(0)  # the same generated tokens at every step
+        loss, logs = step(batch)
+        assert set(logs) == {'recon_generated', 'class_ce_generated', 'class_dice_generated'}
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith('autoencoder.vae.dec')
+               and not n.startswith('autoencoder.class_head') and not n.startswith('autoencoder.vae.post'))
+    half = step_module(StageOptions('vae', init=seg, decoder_only=True, class_weight=1.0, generated=0.5),
+                       model)
+    _, logs = half(batch)  # two rows decoded from generated tokens, two from the encoder's
+    assert {'recon_generated', 'recon_mask', 'class_ce'} <= set(logs)
 
 
 def test_cached_images_round_trip_exactly():

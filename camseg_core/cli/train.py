@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--class-weight', type=float, default=0.0,
                    help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only); '
                         'segmenter: weight of the cross-entropy teaching the transformer output each '
-                        "token's class mix (0: the paper's denoising loss only)")
+                        "token's class mix (0: the paper's denoising loss only; a run from a segmenter "
+                        'checkpoint may add, change or drop it)')
     p.add_argument('--image-stem', type=int, default=0, metavar='N',
                    help='segmenter: N 3x3 convolutions over the image token grid beside the linear '
                         "projection into the transformer (0: MAR's linear projection only)")
@@ -94,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='vae: fine-tune only the decoder and class head of a segmenter checkpoint (--init), '
                         'on maskiges, with --class-weight > 0; the encoder stays frozen, so the segmenter '
                         'keeps its tokens and is saved with the new decoder')
+    p.add_argument('--generated', type=float, default=0.0, metavar='S',
+                   help='with --decoder-only: share of each batch decoded from mask tokens that the '
+                        "checkpoint's transformer and head generate for the images, instead of the encoder's "
+                        'tokens of the labels (0: encoder tokens only)')
     p.add_argument('--save-every', type=int, default=500, help='checkpoint interval in steps')
     p.add_argument('--log-every', type=int, default=10, help='TensorBoard scalar interval')
     p.add_argument('--sample-every', type=int, default=500, help='sample overlay interval (0: off)')
@@ -113,7 +118,8 @@ def run(args) -> int:
                         kl_weight=args.kl_weight,
                         class_weight=args.class_weight, mask_weight=args.mask_weight,
                         image_stem=args.image_stem, pixel_stem=args.pixel_stem, rare_weight=args.rare_weight,
-                        decoder_only=args.decoder_only, workers=args.workers)
+                        decoder_only=args.decoder_only, generated=args.generated,
+                        workers=args.workers)
     config = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr if args.lr is not None else DEFAULT_LR[args.stage],
                          weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule,

@@ -20,15 +20,23 @@ if TYPE_CHECKING:
     from .stages import StageOptions
 
 
-def _load_init(path: Path, model_type: str, image_size) -> nn.Module:
-    """Load a model from an init checkpoint; a new image_size keeps only the size-independent weights."""
+def _load_init(path: Path, model_type: str, image_size, transformer: dict | None = None) -> nn.Module:
+    """Load a model from an init checkpoint.
+
+    A new image_size, or `transformer` fields that differ from the checkpoint's (e.g. a class_weight that
+    adds the token classifier), keep only the weights whose shapes still fit.
+    """
     _, header = read_config(path)
     if header.get('model_type', 'camseg') != model_type:
         raise CheckpointError(f'{path}: a {header.get("model_type")!r} checkpoint, expected {model_type!r}')
     old, _ = load_pretrained(path)
-    if image_size is None or tuple(image_size) == tuple(old.config.image_size):
+    same_size = image_size is None or tuple(image_size) == tuple(old.config.image_size)
+    changed = {k: v for k, v in (transformer or {}).items() if header['config']['transformer'][k] != v}
+    if same_size and not changed:
         return old.train()
-    config = dict(header['config'], image_size=tuple(image_size))
+    config = dict(header['config'], image_size=tuple(image_size or old.config.image_size))
+    if changed:
+        config['transformer'] = dict(config['transformer'], **changed)
     model = build_model(model_type, config)
     own = model.state_dict()
     model.load_state_dict({k: v for k, v in old.state_dict().items() if k in own and own[k].shape == v.shape},
@@ -126,9 +134,9 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
                   'pixel_stem': opts.pixel_stem}
         if init_stage(opts.init) == 'vae':
             return freeze('segmenter', _autoencoder_from(opts.init, opts.image_size, chosen))
-        model = _load_init(opts.init, 'camseg', opts.image_size)
-        for key, value in chosen.items():
-            if value != getattr(model.config.transformer, key):
+        model = _load_init(opts.init, 'camseg', opts.image_size, {'class_weight': opts.class_weight})
+        for key, value in chosen.items():  # the class weight only adds or drops the token classifier
+            if key != 'class_weight' and value != getattr(model.config.transformer, key):
                 raise ValueError(f'--{key.replace("_", "-")} {value} differs from the {key} '
                                  f'{getattr(model.config.transformer, key)} of {opts.init}; it is set when '
                                  'the segmenter starts from a vae run')

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from ..data.augment import AugmentConfig
 from ..imageops import from_bytes
 from ..labels import encode_maskige, token_class_mix
-from ..models.camseg import CamSeg
+from ..models.camseg import CamSeg, from_tokens
 from .cache import encode_dataset
 from .data import PairData, class_frequencies, make_batches
 from .preview import make_preview, preview_batch
@@ -48,23 +48,52 @@ class StageOptions:
     mask_weight: float = 1.0  # vae only: weight of the maskige reconstruction error relative to images
     decoder_only: bool = False  # vae only: train the decoder (and class head) on maskiges alone; the encoder
     # stays frozen, so every token, and a segmenter trained on them, stays valid
+    generated: float = 0.0  # with decoder_only: share of each batch decoded from tokens the model generates
+    # for its images (transformer + head, default sampler) instead of the encoder's tokens of its labels
     workers: int = 2  # DataLoader worker processes
 
 
 class VaeStep(nn.Module):
-    """Autoencoder loss on a batch of images and the colour-coded masks of their labels."""
+    """Autoencoder loss on a batch of images and the colour-coded masks of their labels.
+
+    With `generated` > 0 (decoder-only runs), that share of the batch is decoded from mask tokens the model's
+    own transformer and head generate for the images (its default sampler, one sample each) instead of
+    from the encoder's tokens, so that the decoder learns to decode what the generator produces.
+    """
 
     def __init__(self, model: CamSeg, kl_weight: float, class_weight: float = 0.0, mask_weight: float = 1.0,
-                 masks_only: bool = False):
+                 masks_only: bool = False, generated: float = 0.0):
         super().__init__()
-        self.autoencoder, self.kl_weight = model.autoencoder, kl_weight
+        self.model, self.autoencoder, self.kl_weight = model, model.autoencoder, kl_weight
         self.class_weight, self.mask_weight, self.masks_only = class_weight, mask_weight, masks_only
+        self.generated = generated
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        x = encode_maskige(batch['label'])  # (B, 3, H, W)
+        labels = batch['label']
+        n = round(labels.shape[0] * self.generated)
+        if n:
+            latents = self.generate(batch['image'][:n])
+            loss, logs = self.autoencoder.mask_decoder_loss(latents, labels[:n], self.class_weight)
+            if n == labels.shape[0]:
+                return loss, logs
+            rest, rest_logs = self.encoded_loss(batch['image'][n:], labels[n:])
+            share = n / labels.shape[0]
+            return share * loss + (1 - share) * rest, {**rest_logs, **logs}
+        return self.encoded_loss(batch['image'], labels)
+
+    def encoded_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        x = encode_maskige(labels)  # (B, 3, H, W)
         if not self.masks_only:
-            x = torch.cat([batch['image'], x])  # (2B, 3, H, W)
-        return self.autoencoder.loss(x, self.kl_weight, batch['label'], self.class_weight, self.mask_weight)
+            x = torch.cat([images, x])  # (2B, 3, H, W)
+        return self.autoencoder.loss(x, self.kl_weight, labels, self.class_weight, self.mask_weight)
+
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor) -> torch.Tensor:
+        """Mask latents (N, C, h, w) the frozen transformer and head generate for images (N, 3, H, W)."""
+        model = self.model
+        model.transformer.eval(), model.head.eval()
+        tokens = model.generate(model.image_condition(images), model.config.sampler)
+        return from_tokens(tokens, model.grid).float()
 
 
 def rarity_weights(shares: np.ndarray, exponent: float) -> torch.Tensor:
@@ -127,11 +156,16 @@ def step_module(opts: StageOptions, model: nn.Module, dataset: Dataset | None = 
     if opts.rare_weight < 0 or (opts.rare_weight and opts.stage != 'segmenter'):
         raise ValueError(f'--rare-weight is an exponent >= 0 for the segmenter stage, got {opts.rare_weight} '
                          f'for {opts.stage}')
+    if not 0 <= opts.generated <= 1 or (opts.generated and not opts.decoder_only):
+        raise ValueError(f'--generated is a share in [0, 1] for --decoder-only runs, got {opts.generated}'
+                         + ('' if opts.decoder_only else ' without --decoder-only'))
     if opts.stage == 'segmenter':
         weights = rarity_weights(class_frequencies(dataset), opts.rare_weight) if opts.rare_weight else None
         return SegmenterStep(model, weights)
-    return {'vae': lambda: VaeStep(model, opts.kl_weight, opts.class_weight, opts.mask_weight,
-                                   opts.decoder_only), 'baseline': lambda: BaselineStep(model)}[opts.stage]()
+    if opts.stage == 'vae':
+        return VaeStep(model, opts.kl_weight, opts.class_weight, opts.mask_weight, opts.decoder_only,
+                       opts.generated)
+    return BaselineStep(model)
 
 
 def stage_data(opts: StageOptions, model: nn.Module, dataset: Dataset, batch_size: int, env, seed: int,
