@@ -2,7 +2,7 @@
 #   make demo   - create .venv, generate a sample drive bag, start the node with the shipped demo model, replay the
 #                 bag into it live over DDS; writes the output MCAP, report.md, metrics and PNGs under $(DEMO)
 #   make test   - create .venv (torch==2.13.0 first, then the package and its extras) and run all tests
-#   make demo-model - retrain the shipped demo model from generated scenes (about 2.6 hours on 2 CPU cores) into
+#   make demo-model - retrain the shipped demo model from generated scenes (about 3 hours on 2 CPU cores) into
 #                 $(MODEL_RUN), with the evaluation of it and of the discriminative baseline
 #   make gpu-recipe - the same on one GPU machine in under 10 minutes at 128x256 (scripts/gpu_recipe.py)
 PYTHON ?= python3
@@ -56,6 +56,9 @@ demo-model: venv
 	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/camseg_dec --image-stem 2 --pixel-stem 128 \
 		--data generated:$(SYNTH) --out $(MODEL_RUN)/camseg_ll --image-size 64x128 --steps 2000 --batch-size 8 \
 		--lr 2e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 1000
+	$(BIN)/camseg-train vae --init $(MODEL_RUN)/camseg_ll --decoder-only --generated 0.5 --data generated:$(SYNTH) \
+		--out $(MODEL_RUN)/camseg_gen --steps 1500 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 --class-weight 1.0 \
+		--save-every 250 --sample-every 500
 	$(BIN)/camseg-train baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline --preset tiny \
 		--image-size 64x128 --steps 2000 --batch-size 8 --warmup 100 --workers 1 --save-every 250 --sample-every 500 \
 		--low-light 0
@@ -67,7 +70,7 @@ demo-model: venv
 		--sample-every 1000
 	$(PY) -c "import dataclasses, sys, torch; from camseg_core.checkpoint import load_pretrained, save_pretrained; \
 		m, h = load_pretrained(sys.argv[1]); m.config.sampler = dataclasses.replace(m.config.sampler, ensemble=4); \
-		save_pretrained(m, sys.argv[2], h['meta'], dtype=torch.float16)" $(MODEL_RUN)/camseg_ll $(MODEL_RUN)/export
+		save_pretrained(m, sys.argv[2], h['meta'], dtype=torch.float16)" $(MODEL_RUN)/camseg_gen $(MODEL_RUN)/export
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_ll --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \

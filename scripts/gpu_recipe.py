@@ -69,7 +69,7 @@ SETTINGS = {
     'SEG_LR': ('4e-4', '4e-4', 'segmenter peak learning rate'),
     'CACHE_COPIES': ('2', '1', 'augmented copies of every item in the segmenter latent cache'),
     'DEC_STEPS': ('400', '2', 'decoder-only fine-tuning steps of the segmenter\'s autoencoder'),
-    'DEC_GENERATED': ('1', '1', 'share of decoder-only batches decoded from generated tokens'),
+    'DEC_GENERATED': ('0.5', '0.5', 'share of decoder-only batches decoded from generated tokens'),
     'BASE_STEPS': ('1500', '2', 'baseline steps'),
     'BASE_BATCH': ('32', '2', 'baseline batch'),
     'BASE_LR': ('1e-3', '1e-3', 'baseline peak learning rate'),
