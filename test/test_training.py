@@ -159,7 +159,14 @@ def test_decoder_learns_to_decode_generated_tokens(tmp_path, data):
                                    False, False)(0)))
     torch.manual_seed(0)
     generated = step.generate(batch['image'])
-    assert generated.shape == (4, 16, 4, 8)  # latents of the token grid, not the encoder's tokens of labels
+    assert generated.shape == (4, 16, 4, 8)  # latents of the token grid
+    with torch.no_grad():
+        encoded = model.autoencoder.encode(encode_maskige(batch['label']))
+        expected, _ = model.autoencoder.mask_decoder_loss(generated, batch['label'], 1.0)
+        torch.manual_seed(0)
+        got, _ = step(batch)
+    assert not torch.allclose(generated, encoded, atol=1e-2)  # not the encoder's tokens of the labels
+    assert torch.allclose(got, expected)  # the step decodes exactly what the generator produced
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=3e-3)
     losses = []

@@ -91,7 +91,8 @@ class VaeStep(nn.Module):
     def generate(self, images: torch.Tensor) -> torch.Tensor:
         """Mask latents (N, C, h, w) the frozen transformer and head generate for images (N, 3, H, W)."""
         model = self.model
-        model.transformer.eval(), model.head.eval()
+        model.transformer.eval()  # the step module is put in train mode every step
+        model.head.eval()
         tokens = model.generate(model.image_condition(images), model.config.sampler)
         return from_tokens(tokens, model.grid).float()
 
