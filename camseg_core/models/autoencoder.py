@@ -32,6 +32,12 @@ def class_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
     return ce, dice
 
 
+def recon_error(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 + MSE of each of N reconstructions (N, 3, H, W) against its target -> (N,)."""
+    diff = recon - target
+    return (diff.abs() + diff ** 2).mean((1, 2, 3))
+
+
 class KLAutoencoder(nn.Module):
     """Encodes (N, 3, H, W) images in [-1, 1] into scaled latents (N, C, H/s, W/s) and back."""
 
@@ -91,7 +97,7 @@ class KLAutoencoder(nn.Module):
         """
         dist = self.posterior(images)
         recon, features = self._decode_raw(dist.sample())
-        err = ((recon - images).abs() + (recon - images) ** 2).mean((1, 2, 3))  # (N,)
+        err = recon_error(recon, images)  # (N,)
         logs = {}
         if labels is None:
             rec = err.mean()
@@ -105,11 +111,7 @@ class KLAutoencoder(nn.Module):
         kl = dist.kl().mean() / images[0].numel()
         if labels is not None and class_weight > 0:
             m = labels.shape[0]
-            if self.class_head is not None:
-                logits = self.class_head(features[-m:])
-            else:
-                logits = maskige_logits(recon[-m:])
-            ce, dice = class_losses(logits, class_targets(labels))
+            ce, dice = self._class_losses(recon[-m:], None if features is None else features[-m:], labels)
             loss = loss + class_weight * (ce + dice)
             logs['class_ce'], logs['class_dice'] = ce.item(), dice.item()
         return loss + kl_weight * kl, {'recon': rec.item(), 'kl': kl.item(), **logs}
@@ -122,14 +124,18 @@ class KLAutoencoder(nn.Module):
         generator produces into the labels (M, H, W). Reconstruction (L1 + MSE) of the labels' maskige plus
         `class_weight` times the class losses, as in `loss`.
         """
-        target = encode_maskige(labels)
         recon, features = self._decode_raw(latents / self.scaling_factor)
-        rec = ((recon - target).abs() + (recon - target) ** 2).mean()
-        logits = self.class_head(features) if self.class_head is not None else maskige_logits(recon)
-        ce, dice = class_losses(logits, class_targets(labels))
+        rec = recon_error(recon, encode_maskige(labels)).mean()
+        ce, dice = self._class_losses(recon, features, labels)
         logs = {'recon_generated': rec.item(), 'class_ce_generated': ce.item(),
                 'class_dice_generated': dice.item()}
         return rec + class_weight * (ce + dice), logs
+
+    def _class_losses(self, recon: torch.Tensor, features: torch.Tensor | None,
+                      labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`class_losses` of the scores mask decoding uses (class head, else palette distances) vs labels."""
+        logits = self.class_head(features) if self.class_head is not None else maskige_logits(recon)
+        return class_losses(logits, class_targets(labels))
 
     def _decode_raw(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode unscaled latents: images (N, 3, H, W) and the features conv_out saw (None: no head)."""

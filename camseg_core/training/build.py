@@ -31,7 +31,7 @@ def _load_init(path: Path, model_type: str, image_size, transformer: dict | None
         raise CheckpointError(f'{path}: a {header.get("model_type")!r} checkpoint, expected {model_type!r}')
     old, _ = load_pretrained(path)
     same_size = image_size is None or tuple(image_size) == tuple(old.config.image_size)
-    changed = {k: v for k, v in (transformer or {}).items() if header['config']['transformer'][k] != v}
+    changed = {k: v for k, v in (transformer or {}).items() if getattr(old.config.transformer, k) != v}
     if same_size and not changed:
         return old.train()
     config = dict(header['config'], image_size=tuple(image_size or old.config.image_size))

@@ -64,9 +64,13 @@ class VaeStep(nn.Module):
     def __init__(self, model: CamSeg, kl_weight: float, class_weight: float = 0.0, mask_weight: float = 1.0,
                  masks_only: bool = False, generated: float = 0.0):
         super().__init__()
-        self.model, self.autoencoder, self.kl_weight = model, model.autoencoder, kl_weight
+        self.model, self.kl_weight = model, kl_weight
         self.class_weight, self.mask_weight, self.masks_only = class_weight, mask_weight, masks_only
         self.generated = generated
+
+    @property
+    def autoencoder(self) -> nn.Module:
+        return self.model.autoencoder
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         labels = batch['label']
