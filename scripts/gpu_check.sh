@@ -1,39 +1,60 @@
 #!/bin/sh
-# One-shot GPU check of issue 10, for a session that has a CUDA machine: the CUDA tests, then the
-# camseg-bench tables of the issue's targets, before (BEFORE, the commit before the fast sampler) and after,
-# each in one run, and after without CUDA graphs. Everything lands in OUT; quote card.txt with the numbers.
-#   sh scripts/gpu_check.sh            (env: BEFORE=<commit> OUT=<dir> PYTHON=<python> ITERS=<n>)
+# One-shot check for a session that has a GPU machine, inside one device call of at most 10 minutes:
+#   1. the CUDA tests (pytest -m cuda test/test_cuda.py),
+#   2. the GPU recipe (scripts/gpu_recipe.py) with a time limit, into RUN,
+#   3. camseg-bench of the shipped model and of the recipe's export at 720x1280, bf16,
+#   4. everything that matters packed into OUT in at most 8 files (what a device call brings back):
+#      card.txt (card, tests' summary, benchmark tables), cuda_tests.txt, recipe.txt (the recipe's output),
+#      results.tgz (summary, comparison, evaluations, logs, configs) and the export's weights in 15 MB parts
+#      (model.part.*; join them with cat).
+#   sh scripts/gpu_check.sh   (env: OUT, RUN, PYTHON, TESTS_LIMIT and RECIPE_LIMIT (s), BENCH (0: none),
+#                              BENCH_DEVICE, BENCH_SIZE,
+#                              and any gpu_recipe.py setting, e.g. TOY=1 for a CPU-sized try)
 set -u
-BEFORE=${BEFORE:-b9c9d61}
 OUT=${OUT:-runs/gpu_check}
-PYTHON=${PYTHON:-python}
-ITERS=${ITERS:-10}
+RUN=${RUN:-/tmp/camseg_gpu_recipe}
+PYTHON=${PYTHON:-python3}
+RECIPE_LIMIT=${RECIPE_LIMIT:-470}
+BENCH_DEVICE=${BENCH_DEVICE:-cuda}
+BENCH_SIZE=${BENCH_SIZE:-720x1280}
+TESTS_LIMIT=${TESTS_LIMIT:-45}
+BENCH=${BENCH:-1}
+export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)"
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/card.txt"
-"$PYTHON" -m pytest -q -p no:cacheprovider -m cuda test/test_cuda.py -rs 2>&1 | tee "$OUT/cuda_tests.txt"
+# diffusers, albumentations and rosbags from the carried cp312 wheels where they do not import (README)
+if ! "$PYTHON" -c 'import diffusers, albumentations, rosbags' 2>/dev/null && [ -d .whl ]; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/camseg-site .whl/*.whl && export PYTHONPATH="/tmp/camseg-site:$PYTHONPATH"
+fi
+card="$OUT/card.txt"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; nproc; "$PYTHON" --version; } \
+    >"$card"
 
-rm -rf "$OUT/before" && mkdir -p "$OUT/before"
-git archive "$BEFORE" camseg_core | tar -x -C "$OUT/before"
-HERE=$(pwd)
-SHIPPED="$HERE/camseg_core/assets/tiny_synth"
-PAPER=paper=num_iter:1,steps:100,scheduler:ddpm
-FASTEST=fastest=num_iter:1,steps:4,scheduler:ddim
+timeout "$TESTS_LIMIT" "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda test/test_cuda.py -rs \
+    >"$OUT/cuda_tests.txt" 2>&1
+tail -n 1 "$OUT/cuda_tests.txt" >>"$card"
 
-# tree name, then extra camseg-bench flags
-tables() {
-    tree=$1; shift
-    dir=$HERE; [ "$tree" = before ] && dir="$HERE/$OUT/before"
-    run() { name=$1; shift; (cd "$dir" && "$PYTHON" -m camseg_core.cli.bench --device cuda --iters "$ITERS" \
-        --json "$HERE/$OUT/$tree-$name.json" "$@") 2>&1 | grep -v 'timing' | tee -a "$HERE/$OUT/tables.txt"; }
-    echo "== $tree $*" | tee -a "$OUT/tables.txt"
-    run base-bf16 --preset base --size 1024x2048 --precision bf16 --setting "$PAPER" --setting "$FASTEST" "$@"
-    run base-fp32 --preset base --size 1024x2048 --precision fp32 --setting "$PAPER" "$@"
-    run base-bf16-b8 --preset base --size 1024x2048 --precision bf16 --batch-size 8 --setting "$FASTEST" "$@"
-    run shipped-bf16 --checkpoint "$SHIPPED" --size 720x1280 --precision bf16 --setting "$PAPER" \
-        --setting "$FASTEST" "$@"
+start=$(date +%s)
+GPU_RUN="$RUN" timeout "$RECIPE_LIMIT" "$PYTHON" scripts/gpu_recipe.py >"$OUT/recipe.txt" 2>&1
+echo "recipe: exit status $? after $(($(date +%s) - start)) s (limit $RECIPE_LIMIT s)" | tee -a "$card"
+if [ -f "$RUN/export/model.safetensors" ]; then
+    split -b 15000000 "$RUN/export/model.safetensors" "$OUT/model.part."
+fi
+(cd "$RUN" 2>/dev/null && tar czf - --ignore-failed-read summary.md comparison logs */config.json \
+    */train_state.json eval_*/*.json eval_*/*.md eval_*/*.png 2>/dev/null) >"$OUT/results.tgz"
+
+bench() {
+    timeout 25 "$PYTHON" -m camseg_core.cli.bench --device "$BENCH_DEVICE" --precision bf16 --iters 10 \
+        --size "$BENCH_SIZE" --json /tmp/camseg_bench.json "$@" 2>&1 | grep -v 'timing' >>"$card"
 }
-: > "$OUT/tables.txt"
-tables before
-tables after
-tables after-eager --no-graphs
-echo "wrote $OUT/card.txt, $OUT/cuda_tests.txt, $OUT/tables.txt and the JSON reports"
+if [ "$BENCH" = 1 ]; then
+    echo "== camseg-bench, shipped model" >>"$card"
+    bench --checkpoint camseg_core/assets/tiny_synth --setting paper=num_iter:1,steps:100,scheduler:ddpm \
+        --setting fastest=num_iter:1,steps:4,scheduler:ddim --setting default=num_iter:1
+fi
+if [ "$BENCH" = 1 ] && [ -f "$RUN/export/model.safetensors" ]; then
+    echo "== camseg-bench, the recipe's export" >>"$card"
+    bench --checkpoint "$RUN/export" --setting fastest=num_iter:1,steps:4,scheduler:ddim \
+        --setting default=num_iter:1
+fi
+echo "gpu_check: wrote $(ls "$OUT" | tr '\n' ' ')" | tee -a "$card"

@@ -2,8 +2,8 @@
 
 On one GPU machine with 16 cores it
   1. generates the data with all cores (camseg-synth --workers),
-  2. trains the autoencoder, the segmenter (then its mask decoder alone) and the discriminative baseline
-     at the tiny preset's 128x256,
+  2. trains the autoencoder, the segmenter (on cached tokens, then on freshly augmented images), its mask
+     decoder alone, and the discriminative baseline at the tiny preset's 128x256,
   3. exports the CAM-Seg checkpoint with float16 weights (as `make demo-model` ships it),
   4. evaluates both on generated clear / fog (3 betas) / snow / rain / night,
   5. writes the comparison table (camseg-compare),
@@ -16,18 +16,17 @@ Settings are environment (or make command-line) variables, listed in SETTINGS wi
 CPU), which test/test_gpu_recipe.py runs. Where diffusers, albumentations or rosbags do not import (the GPU
 machine's Python 3.12), the wheels in WHEELS are installed into WHEEL_SITE first (README, "One GPU recipe").
 
-Time budget on one H100/H200 with 16 cores, from the rates measured there (/work/shared/ENVIRONMENT.md and
-issue 9: vae 14.5 it/s at batch 32 and baseline 19 it/s, both loader-bound before the loader fixes):
-  synth      2000 scenes at 128x256 (about 0.4 s each on one core) in 16 processes,
-             60 scenes x 7 conditions at 256x512                                                    ~ 70 s
-  vae        1200 steps at batch 32, 14.5 it/s                                                      ~ 85 s
-  segmenter  caching 3 x 2000 items (12 workers, bf16), then 1200 steps at batch 64 (on the CPU a
-             segmenter step costs 0.6 of a vae step, and cached tokens need no loader)              ~ 150 s
-  decoder    400 decoder-only steps at batch 32 on the segmenter's own generated mask tokens
-             (one 20-step DDIM sample per image, then the decoder: about a vae step)                ~ 30 s
-  baseline   1500 steps at batch 32, 19 it/s                                                        ~ 80 s
-  export, two evaluations of 420 images each, comparison, imports and CUDA start                    ~ 100 s
-together about 8 minutes; summary.md holds what each stage took.
+Wall time per stage, measured on an NVIDIA H200 with 16 cores (2026-11-27, runs with CACHE_COPIES 2 and 6,
+before segmenter-ft existed; runs/gpu_h200*/summary.md in that session, docs/gpu_recipe.md):
+  setup       imports and CUDA start                                                       16 s
+  synth       2000 scenes at 128x256, 60 scenes x 7 conditions at 256x512, 16 processes  19-21 s
+  vae         1200 steps at batch 32, 14-15 it/s (compute-bound: the loader feeds 45+ it/s)  79-86 s
+  segmenter   caching 7 x 2000 items at 1345 items/s (12 workers, bf16), 1200 steps at 20-22 it/s  88-95 s
+  decoder     400 steps at 8.8 it/s (each first draws one 20-step DDIM sample of 16 images)   47 s
+  baseline    1500 steps at batch 32, 45-50 it/s                                          34-38 s
+  evaluation  two models x 420 images (60 x 7 conditions), about 100 images/s              30-32 s
+together 323-333 s. segmenter-ft (600 uncached steps at batch 64: loader, encoder and transformer each step)
+is not yet timed on a GPU; from the rates above, about 60 s. summary.md holds what each stage took.
 """
 from __future__ import annotations
 
@@ -67,7 +66,8 @@ SETTINGS = {
     'SEG_STEPS': ('1200', '2', 'segmenter steps'),
     'SEG_BATCH': ('64', '2', 'segmenter batch'),
     'SEG_LR': ('4e-4', '4e-4', 'segmenter peak learning rate'),
-    'CACHE_COPIES': ('2', '1', 'augmented copies of every item in the segmenter latent cache'),
+    'CACHE_COPIES': ('6', '1', 'augmented copies of every item in the segmenter latent cache'),
+    'SEG_FT_STEPS': ('600', '2', 'segmenter steps on freshly augmented images after the cached ones'),
     'DEC_STEPS': ('400', '2', 'decoder-only fine-tuning steps of the segmenter\'s autoencoder'),
     'DEC_GENERATED': ('0.5', '0.5', 'share of decoder-only batches decoded from generated tokens'),
     'BASE_STEPS': ('1500', '2', 'baseline steps'),
@@ -83,6 +83,13 @@ def settings(env=os.environ) -> dict[str, str]:
     """Return the settings: each from the environment, else its GPU value (its toy value with TOY=1)."""
     toy = env.get('TOY', '') not in ('', '0')
     return {name: env.get(name) or values[1 if toy else 0] for name, values in SETTINGS.items()}
+
+
+def use_checkout() -> None:
+    """Import camseg from this checkout where it is not installed (a bare GPU machine), in workers too."""
+    if importlib.util.find_spec('camseg_core') is None:
+        sys.path.insert(0, str(REPO))
+        os.environ['PYTHONPATH'] = os.pathsep.join(p for p in (os.environ.get('PYTHONPATH'), str(REPO)) if p)
 
 
 def ensure_packages(wheels: Path, site: Path) -> None:
@@ -116,6 +123,11 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
     evaluate = ['--data', f'generated:{data}', *device, '--batch-size', s['EVAL_BATCH'],
                 '--corruptions', s['CORRUPTIONS'], '--severities', s['SEVERITIES']]
     synth = ['--out', str(data), '--workers', s['SYNTH_WORKERS']]
+    # the segmenter again on freshly augmented images (weather, low light), like make demo-model's camseg_ll
+    tune = train('segmenter', 'camseg_ft', s['SEG_FT_STEPS'], s['SEG_BATCH'], '2e-4', 12, '--init',
+                 str(run / 'camseg'), '--image-stem', '2', '--pixel-stem', '128')
+    fine_tune = [('segmenter-ft', 'camseg-train', tune)] if int(s['SEG_FT_STEPS']) else []
+    segmenter = 'camseg_ft' if fine_tune else 'camseg'
     return [
         ('synth-train', 'camseg-synth', [*synth, '--num', s['TRAIN_SCENES'], '--split', 'train',
                                          '--seed', '1', '--size', s['TRAIN_SIZE'], '--conditions', 'clear']),
@@ -127,8 +139,9 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
                                             s['SEG_LR'], 12, '--init', str(run / 'vae'), '--cache-latents',
                                             '--cache-copies', s['CACHE_COPIES'], '--image-stem', '2',
                                             '--pixel-stem', '128')),
+        *fine_tune,
         ('decoder', 'camseg-train', train('vae', 'camseg_dec', s['DEC_STEPS'], s['VAE_BATCH'], '2e-4', 8,
-                                          '--init', str(run / 'camseg'), '--decoder-only', '--class-weight',
+                                          '--init', str(run / segmenter), '--decoder-only', '--class-weight',
                                           '1.0', '--generated', s['DEC_GENERATED'])),
         ('baseline', 'camseg-train', train('baseline', 'baseline', s['BASE_STEPS'], s['BASE_BATCH'],
                                            s['BASE_LR'], 20, '--preset', 'tiny')),
@@ -220,6 +233,7 @@ def main() -> int:
         shutil.rmtree(run)
     (run / 'logs').mkdir(parents=True)
     start = time.perf_counter()
+    use_checkout()
     ensure_packages(Path(s['WHEELS']), Path(s['WHEEL_SITE']))
     entry = programs()
     summary = run / 'summary.md'

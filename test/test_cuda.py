@@ -13,6 +13,7 @@ from camseg_core import Segmenter
 from camseg_core.api import load_segmenter
 from camseg_core.cli.synth import main as synth
 from camseg_core.cli.train import main as train
+from camseg_core.data.synth import SceneConfig, render_scene
 from camseg_core.profiling import StageTimer
 
 pytestmark = [pytest.mark.cuda,
@@ -24,8 +25,10 @@ SETTINGS = [dict(num_iter=1, steps=4, scheduler='ddim'), dict(num_iter=1, steps=
 
 @pytest.fixture(scope='module')
 def images():
+    # Street scenes, what the model is for: on random noise most pixels sit near a class boundary, and
+    # bf16 flipped 0.65 % of them on an H200 (0.8 % on the CPU), against 0.1 % on scenes.
     rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, (360, 640, 3), dtype=np.uint8) for _ in range(2)]
+    return [render_scene(rng, SceneConfig(height=360, width=640)).image for _ in range(2)]
 
 
 def _agreement(a, b) -> float:
@@ -87,7 +90,8 @@ def test_stage_timer_synchronises_the_models_device(monkeypatch):
     with timer('work'):
         torch.ones(1000, 1000, device=device).sum()
     assert synced and all(torch.device(d) == device for d in synced)
-    seg = Segmenter.from_preset('tiny', device=device, steps=2, scheduler='ddim')
+    # eagerly: capturing a CUDA graph synchronises inside torch (torch.cuda.graph), which is not the timer's
+    seg = Segmenter.from_preset('tiny', device=device, steps=2, scheduler='ddim', graphs=False)
     seg.profile = True
     synced.clear()
     seg.segment(np.zeros((64, 128, 3), np.uint8))

@@ -29,8 +29,8 @@ def test_settings_come_from_the_environment_or_the_gpu_or_toy_values():
 
 def test_every_stage_command_parses():
     stages = recipe.stages(recipe.settings({}))
-    names = ['synth-train', 'synth-val', 'vae', 'segmenter', 'decoder', 'baseline', 'export', 'eval-camseg',
-             'eval-baseline', 'compare']
+    names = ['synth-train', 'synth-val', 'vae', 'segmenter', 'segmenter-ft', 'decoder', 'baseline', 'export',
+             'eval-camseg', 'eval-baseline', 'compare']
     assert [name for name, _, _ in stages] == names
     for name, program, argv in stages:
         if program in PARSERS:
@@ -38,6 +38,13 @@ def test_every_stage_command_parses():
     argv = stages[3][2]
     seg = dict(zip(argv, argv[1:]))
     assert seg['--init'].endswith('vae') and seg['--precision'] == 'bf16' and '--cache-latents' in argv
+    argv = stages[4][2]
+    ft = dict(zip(argv, argv[1:]))
+    assert ft['--init'] == seg['--out'] and '--cache-latents' not in argv  # fresh augmentation every step
+    assert dict(zip(stages[5][2], stages[5][2][1:]))['--init'] == ft['--out']  # the decoder reads its tokens
+    without = recipe.stages(recipe.settings({'SEG_FT_STEPS': '0'}))
+    assert 'segmenter-ft' not in [name for name, _, _ in without]
+    assert dict(zip(without[4][2], without[4][2][1:]))['--init'] == seg['--out']
 
 
 def test_missing_packages_come_from_the_carried_wheels(tmp_path, monkeypatch):
@@ -77,8 +84,8 @@ def test_toy_recipe_runs_end_to_end(tmp_path):
     subsets = set(json.loads((run / 'eval_camseg' / 'metrics.json').read_text())['datasets'])
     assert {'clear', 'fog', 'fog_beta0.005', 'fog_beta0.02', 'snow', 'rain', 'night'} <= subsets
     summary = (run / 'summary.md').read_text()
-    for stage in ('synth-train', 'synth-val', 'vae', 'segmenter', 'decoder', 'baseline', 'export',
-                  'eval-camseg', 'eval-baseline', 'compare', 'total'):
+    for stage in ('synth-train', 'synth-val', 'vae', 'segmenter', 'segmenter-ft', 'decoder', 'baseline',
+                  'export', 'eval-camseg', 'eval-baseline', 'compare', 'total'):
         assert f'| {stage} | ' in summary, stage
         assert (stage == 'total') or (run / 'logs' / f'{stage}.log').is_file(), stage
     assert '## mIoU' in summary and 'camseg-train segmenter' in summary

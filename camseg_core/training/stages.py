@@ -67,6 +67,9 @@ class VaeStep(nn.Module):
         self.model, self.kl_weight = model, kl_weight
         self.class_weight, self.mask_weight, self.masks_only = class_weight, mask_weight, masks_only
         self.generated = generated
+        # Sample eagerly: a CUDA graph capture during training would run beside the loader's pin-memory
+        # thread, whose page-locked allocations are not allowed while a stream captures.
+        model.capture_graphs = False
 
     @property
     def autoencoder(self) -> nn.Module:
