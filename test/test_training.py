@@ -155,6 +155,7 @@ def test_decoder_learns_to_decode_generated_tokens(tmp_path, data):
     model = build_stage_model(opts)
     model.config.sampler.steps = 2
     step = step_module(opts, model)
+    assert model.capture_graphs is False  # on CUDA too: no capture beside the pin-memory thread
     batch = next(iter(make_batches(PairData(open_training_data([data]), (32, 64), False, 0), 4, 0, 1, 0, 0,
                                    False, False)(0)))
     torch.manual_seed(0)
