@@ -16,17 +16,9 @@ Settings are environment (or make command-line) variables, listed in SETTINGS wi
 CPU), which test/test_gpu_recipe.py runs. Where diffusers, albumentations or rosbags do not import (the GPU
 machine's Python 3.12), the wheels in WHEELS are installed into WHEEL_SITE first (README, "One GPU recipe").
 
-Wall time per stage, measured on an NVIDIA H200 with 16 cores (2026-11-27, runs with CACHE_COPIES 2 and 6,
-before segmenter-ft existed; runs/gpu_h200*/summary.md in that session, docs/gpu_recipe.md):
-  setup       imports and CUDA start                                                       16 s
-  synth       2000 scenes at 128x256, 60 scenes x 7 conditions at 256x512, 16 processes  19-21 s
-  vae         1200 steps at batch 32, 14-15 it/s (compute-bound: the loader feeds 45+ it/s)  79-86 s
-  segmenter   caching 7 x 2000 items at 1345 items/s (12 workers, bf16), 1200 steps at 20-22 it/s  88-95 s
-  decoder     400 steps at 8.8 it/s (each first draws one 20-step DDIM sample of 16 images)   47 s
-  baseline    1500 steps at batch 32, 45-50 it/s                                          34-38 s
-  evaluation  two models x 420 images (60 x 7 conditions), about 100 images/s              30-32 s
-together 323-333 s. segmenter-ft (600 uncached steps at batch 64: loader, encoder and transformer each step)
-is not yet timed on a GPU; from the rates above, about 60 s. summary.md holds what each stage took.
+On an NVIDIA H200 with 16 cores it took 323-333 s before segmenter-ft existed (per stage: vae 79-86 s,
+segmenter 88-95 s with its caching, decoder 47 s, baseline 34-38 s, both evaluations 30-32 s, the rest
+35-40 s; docs/gpu_recipe.md). segmenter-ft is not yet timed on a GPU: about 60 s from those rates.
 """
 from __future__ import annotations
 
@@ -70,6 +62,7 @@ SETTINGS = {
     'SEG_FT_STEPS': ('600', '2', 'segmenter steps on freshly augmented images after the cached ones'),
     'DEC_STEPS': ('400', '2', 'decoder-only fine-tuning steps of the segmenter\'s autoencoder'),
     'DEC_GENERATED': ('0.5', '0.5', 'share of decoder-only batches decoded from generated tokens'),
+    'EXPORT_ENSEMBLE': ('4', '4', 'samples the exported CAM-Seg votes over (its default sampler)'),
     'BASE_STEPS': ('1500', '2', 'baseline steps'),
     'BASE_BATCH': ('32', '2', 'baseline batch'),
     'BASE_LR': ('1e-3', '1e-3', 'baseline peak learning rate'),
@@ -145,7 +138,7 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
                                           '1.0', '--generated', s['DEC_GENERATED'])),
         ('baseline', 'camseg-train', train('baseline', 'baseline', s['BASE_STEPS'], s['BASE_BATCH'],
                                            s['BASE_LR'], 20, '--preset', 'tiny')),
-        ('export', 'export-float16', [str(run / 'camseg_dec'), str(run / 'export')]),
+        ('export', 'export-float16', [str(run / 'camseg_dec'), str(run / 'export'), s['EXPORT_ENSEMBLE']]),
         ('eval-camseg', 'camseg-eval', [*evaluate, '--checkpoint', str(run / 'export'),
                                         '--out', str(run / 'eval_camseg')]),
         ('eval-baseline', 'camseg-eval', [*evaluate, '--checkpoint', str(run / 'baseline'),
@@ -156,13 +149,19 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
 
 
 def export_float16(argv: list[str]) -> int:
-    """Save the checkpoint in argv[0] with float16 weights into argv[1] (what `make demo-model` ships)."""
+    """Save the checkpoint in argv[0] with float16 weights and a vote of argv[2] samples into argv[1].
+
+    As `make demo-model` ships it: the vote is the checkpoint's default sampler (evaluation's and the node's).
+    """
+    import dataclasses
+
     import torch
 
     from camseg_core.checkpoint import load_pretrained, save_pretrained
     model, header = load_pretrained(argv[0])
+    model.config.sampler = dataclasses.replace(model.config.sampler, ensemble=int(argv[2]))
     save_pretrained(model, argv[1], header['meta'], dtype=torch.float16)
-    print(f'export: {argv[1]} (float16 weights)')
+    print(f'export: {argv[1]} (float16 weights, a vote of {argv[2]})')
     return 0
 
 
@@ -253,8 +252,9 @@ def main() -> int:
     total = time.perf_counter() - start
     with open(summary, 'a') as f:
         table = (run / 'comparison' / 'comparison.md').read_text()
-        f.write(f'| total | {total:.1f} |\n\nCommands (export-float16: load_pretrained, then save_pretrained '
-                'with dtype=torch.float16, as in `make demo-model`):\n\n```\n' + '\n'.join(commands)
+        note = ("export-float16 CKPT OUT N: load_pretrained, the sampler's ensemble set to N, then "
+                'save_pretrained with dtype=torch.float16, as in make demo-model')
+        f.write(f'| total | {total:.1f} |\n\nCommands ({note}):\n\n```\n' + '\n'.join(commands)
                 + '\n```\n\n' + table.replace('](comparison.png)', '](comparison/comparison.png)'))
     print(f'gpu-recipe: done in {total:.0f} s; see {summary}', flush=True)
     return 0

@@ -81,6 +81,7 @@ def test_toy_recipe_runs_end_to_end(tmp_path):
     for path in ('comparison/comparison.md', 'comparison/comparison.json', 'eval_camseg/metrics.json',
                  'eval_baseline/metrics.json', 'export/model.safetensors', 'export/config.json'):
         assert (run / path).is_file(), path
+    assert json.loads((run / 'export' / 'config.json').read_text())['config']['sampler']['ensemble'] == 4
     subsets = set(json.loads((run / 'eval_camseg' / 'metrics.json').read_text())['datasets'])
     assert {'clear', 'fog', 'fog_beta0.005', 'fog_beta0.02', 'snow', 'rain', 'night'} <= subsets
     summary = (run / 'summary.md').read_text()
