@@ -4,7 +4,7 @@ On one GPU machine with 16 cores it
   1. generates the data with all cores (camseg-synth --workers),
   2. trains the autoencoder, the segmenter (on cached tokens, then on freshly augmented images), its mask
      decoder alone, and the discriminative baseline at the tiny preset's 128x256,
-  3. exports the CAM-Seg checkpoint with float16 weights (as `make demo-model` ships it),
+  3. exports the CAM-Seg checkpoint with float16 weights and a vote of 4 (as `make demo-model` ships it),
   4. evaluates both on generated clear / fog (3 betas) / snow / rain / night,
   5. writes the comparison table (camseg-compare),
 and logs each stage's wall time and its equivalent command into GPU_RUN/summary.md, its output into
