@@ -68,9 +68,8 @@ demo-model: venv
 	$(BIN)/camseg-train baseline --init $(MODEL_RUN)/baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_ll \
 		--image-size 64x128 --steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 \
 		--sample-every 1000
-	$(PY) -c "import dataclasses, sys, torch; from camseg_core.checkpoint import load_pretrained, save_pretrained; \
-		m, h = load_pretrained(sys.argv[1]); m.config.sampler = dataclasses.replace(m.config.sampler, ensemble=4); \
-		save_pretrained(m, sys.argv[2], h['meta'], dtype=torch.float16)" $(MODEL_RUN)/camseg_gen $(MODEL_RUN)/export
+	$(PY) -c "import sys; from camseg_core.checkpoint import export_pretrained; \
+		export_pretrained(sys.argv[1], sys.argv[2], ensemble=4)" $(MODEL_RUN)/camseg_gen $(MODEL_RUN)/export
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_ll --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \

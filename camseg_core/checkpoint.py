@@ -1,6 +1,7 @@
 """Checkpoints: a directory with `config.json` and `model.safetensors`. Pickle files are refused."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from pathlib import Path
@@ -68,6 +69,18 @@ def save_pretrained(model: nn.Module, directory: str | Path, meta: dict | None =
     tmp.replace(directory / WEIGHTS_NAME)  # atomic: a kill mid-write never leaves a half file behind
     (directory / CONFIG_NAME).write_text(json.dumps(header, indent=2) + '\n')
     return directory
+
+
+def export_pretrained(source: str | Path, directory: str | Path, ensemble: int | None = None,
+                      dtype: torch.dtype = torch.float16) -> Path:
+    """Save the checkpoint `source` into `directory` as a model ships: weights stored as `dtype`.
+
+    `ensemble` sets how many samples a CAM-Seg checkpoint's default sampler votes over (None: kept).
+    """
+    model, header = load_pretrained(source)
+    if ensemble is not None:
+        model.config.sampler = dataclasses.replace(model.config.sampler, ensemble=ensemble)
+    return save_pretrained(model, directory, header['meta'], dtype=dtype)
 
 
 def _refuse_pickle(path: Path) -> None:

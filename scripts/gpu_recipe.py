@@ -149,18 +149,9 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
 
 
 def export_float16(argv: list[str]) -> int:
-    """Save the checkpoint in argv[0] with float16 weights and a vote of argv[2] samples into argv[1].
-
-    As `make demo-model` ships it: the vote is the checkpoint's default sampler (evaluation's and the node's).
-    """
-    import dataclasses
-
-    import torch
-
-    from camseg_core.checkpoint import load_pretrained, save_pretrained
-    model, header = load_pretrained(argv[0])
-    model.config.sampler = dataclasses.replace(model.config.sampler, ensemble=int(argv[2]))
-    save_pretrained(model, argv[1], header['meta'], dtype=torch.float16)
+    """Save the checkpoint in argv[0] with float16 weights and a vote of argv[2] samples into argv[1]."""
+    from camseg_core.checkpoint import export_pretrained
+    export_pretrained(argv[0], argv[1], ensemble=int(argv[2]))
     print(f'export: {argv[1]} (float16 weights, a vote of {argv[2]})')
     return 0
 
@@ -252,8 +243,7 @@ def main() -> int:
     total = time.perf_counter() - start
     with open(summary, 'a') as f:
         table = (run / 'comparison' / 'comparison.md').read_text()
-        note = ("export-float16 CKPT OUT N: load_pretrained, the sampler's ensemble set to N, then "
-                'save_pretrained with dtype=torch.float16, as in make demo-model')
+        note = 'export-float16 CKPT OUT N: camseg_core.checkpoint.export_pretrained(CKPT, OUT, ensemble=N)'
         f.write(f'| total | {total:.1f} |\n\nCommands ({note}):\n\n```\n' + '\n'.join(commands)
                 + '\n```\n\n' + table.replace('](comparison.png)', '](comparison/comparison.png)'))
     print(f'gpu-recipe: done in {total:.0f} s; see {summary}', flush=True)

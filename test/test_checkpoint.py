@@ -5,8 +5,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from camseg_core import CheckpointError, Segmenter, load_pretrained, save_pretrained
+from camseg_core.checkpoint import export_pretrained
 
 
 def test_round_trip_gives_identical_outputs(tiny_segmenter, tiny_checkpoint, rng):
@@ -21,6 +23,17 @@ def test_half_precision_storage_loads(tiny_segmenter, tmp_path):
     save_pretrained(tiny_segmenter.model, tmp_path / 'half', dtype=torch.float16)
     model, header = load_pretrained(tmp_path / 'half')
     assert next(model.parameters()).dtype == torch.float32 and header['model_type'] == 'camseg'
+
+
+def test_export_stores_half_weights_and_the_vote(tiny_segmenter, tiny_checkpoint, tmp_path):
+    out = export_pretrained(tiny_checkpoint, tmp_path / 'export', ensemble=4)
+    stored = load_file(str(out / 'model.safetensors'))
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    model, header = load_pretrained(out)
+    assert model.config.sampler.ensemble == 4 and header['config']['sampler']['ensemble'] == 4
+    assert load_pretrained(tiny_checkpoint)[0].config.sampler == tiny_segmenter.config.sampler  # source kept
+    kept = export_pretrained(tiny_checkpoint, tmp_path / 'kept')
+    assert load_pretrained(kept)[0].config.sampler == tiny_segmenter.config.sampler
 
 
 def test_model_file_path_is_accepted(tiny_checkpoint):
