@@ -55,30 +55,39 @@ def hard(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return vote(slots_to_train_ids(slot), conf)
 
 
-def soft(probs: torch.Tensor, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Argmax of the mean probabilities (E, N, K+1, h, w), upsampled bilinearly to `size` if given."""
+def soft(probs: torch.Tensor, size: tuple[int, int] | None = None,
+         inner: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax of the mean probabilities (E, N, K+1, h, w).
+
+    With `size`: the image's part of the canvas (`inner` (h, w), without the letterbox padding) upsampled
+    bilinearly to `size` first.
+    """
     mean = probs.mean(0)
     if size is not None:
+        if inner is not None:
+            mean = mean[..., :inner[0], :inner[1]]
         mean = F.interpolate(mean, size=size, mode='bilinear', align_corners=False)
     conf, slot = mean.max(1)
     return slots_to_train_ids(slot), conf
 
 
-def variants(cam: torch.Tensor, cam_flip: torch.Tensor, base: torch.Tensor, size: tuple[int, int]) -> dict:
+def variants(cam: torch.Tensor, cam_flip: torch.Tensor, base: torch.Tensor, size: tuple[int, int],
+             inner: tuple[int, int]) -> dict:
     """Every combination scored: name -> (trainIds, confidence), at the processing size or at `size`.
 
     cam (E, N, K+1, h, w) with E even, cam_flip (E / 2, ...) mirrored back, base (2, N, K+1, h, w): the
-    baseline on the image and on its mirror.
+    baseline on the image and on its mirror; `inner`: the images' part of the letterboxed canvas.
     """
     n, half = cam.shape[0], cam.shape[0] // 2
     flipped = torch.cat([cam[:n - half], cam_flip[:half]])
     return {f'CAM-Seg hard-{half}': hard(cam[:half]),  # at 8 samples the shipped vote of 4
             f'CAM-Seg hard-{n}': hard(cam), f'CAM-Seg soft-{n}': soft(cam),
             f'CAM-Seg hard-{n} +flip': hard(flipped), f'CAM-Seg soft-{n} +flip': soft(flipped),
-            f'CAM-Seg soft-{n} +bilinear': soft(cam, size),
-            f'CAM-Seg soft-{n} +flip +bilinear': soft(flipped, size),
+            f'CAM-Seg soft-{n} +bilinear': soft(cam, size, inner),
+            f'CAM-Seg soft-{n} +flip +bilinear': soft(flipped, size, inner),
             'baseline': soft(base[:1]), 'baseline +flip': soft(base),
-            'baseline +bilinear': soft(base[:1], size), 'baseline +flip +bilinear': soft(base, size)}
+            'baseline +bilinear': soft(base[:1], size, inner),
+            'baseline +flip +bilinear': soft(base, size, inner)}
 
 
 def score_subset(cam_model, base_model, sampler, dataset, samples: int, batch_size: int, desc: str) -> dict:
@@ -99,8 +108,9 @@ def score_subset(cam_model, base_model, sampler, dataset, samples: int, batch_si
         cam_flip = camseg_probs(cam_model, x.flip(-1), sampler, mirrored).flip(-1)
         base = torch.stack([base_model(x).float().softmax(1),
                             base_model(x.flip(-1)).float().softmax(1).flip(-1)])
-        label_size = images[0].shape[:2]
-        for name, (ids, conf) in variants(cam, cam_flip, base, label_size).items():
+        label_size = images[0].shape[:2]  # one size per batch, so one placement
+        inner = (placements[0].inner_height, placements[0].inner_width)
+        for name, (ids, conf) in variants(cam, cam_flip, base, label_size, inner).items():
             suite = suites.setdefault(name, MetricSuite())
             for i, item in enumerate(items):
                 if tuple(ids.shape[-2:]) == tuple(label_size):  # already at the label size

@@ -71,3 +71,13 @@ def test_soft_and_hard_votes():
     assert ids.tolist() == [[[2, 2]]] and torch.allclose(conf, torch.tensor(1 / 3))
     probs[0, 0, 1] = 3.0  # a very sure dissenter wins the mean, not the vote
     assert script.soft(probs)[0].tolist() == [[[1, 1]]] and script.hard(probs)[0].tolist() == [[[2, 2]]]
+
+
+def test_bilinear_upsampling_leaves_the_letterbox_padding_out():
+    script = load_script()
+    probs = torch.zeros(1, 1, 20, 4, 4)  # a 4x4 canvas: the image in the top 2 rows, padding below
+    probs[0, 0, 1, :2] = 1.0  # class 1 on the image
+    probs[0, 0, 19, 2:] = 1.0  # void on the padding
+    ids, conf = script.soft(probs, size=(4, 8), inner=(2, 4))
+    assert ids.shape == (1, 4, 8) and (ids == 1).all() and torch.allclose(conf, torch.tensor(1.0))
+    assert (script.soft(probs, size=(4, 8))[0] == 255).any()  # without the crop the padding leaks in
