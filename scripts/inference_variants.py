@@ -30,7 +30,7 @@ from tqdm import tqdm
 from camseg_core.api import Segmenter
 from camseg_core.data.datasets import open_dataset
 from camseg_core.evaluation.metrics import MetricSuite
-from camseg_core.evaluation.report import expand_data_spec
+from camseg_core.evaluation.report import expand_data_spec, image_batches
 from camseg_core.imageops import letterbox, restore
 from camseg_core.labels import slots_to_train_ids
 from camseg_core.models.camseg import from_tokens, vote
@@ -90,34 +90,31 @@ def variants(cam: torch.Tensor, cam_flip: torch.Tensor, base: torch.Tensor, size
             'baseline +flip +bilinear': soft(base, size, inner)}
 
 
-def score_subset(cam_model, base_model, sampler, dataset, samples: int, batch_size: int, desc: str) -> dict:
-    """Run both models once over a dataset and score every variant: name -> MetricSuite summary."""
+def score_subset(cam_model, base_model, sampler, dataset, limit: int, samples: int, batch_size: int,
+                 desc: str) -> dict:
+    """Run both models once over the first `limit` items and score every variant: name -> summary."""
     suites: dict[str, MetricSuite] = {}
     size = tuple(cam_model.config.image_size)
-    half = max(1, samples // 2)
-    indices = list(range(len(dataset)))
-    for start in tqdm(range(0, len(indices), batch_size), desc=desc, unit='batch', leave=False):
-        items = [dataset[i] for i in indices[start:start + batch_size]]
-        shapes = {np.asarray(it['image']).shape for it in items}
-        if len(shapes) != 1:
-            raise ValueError(f'{desc}: images of one batch differ in size: {sorted(shapes)}')
-        images = [np.asarray(it['image']) for it in items]
-        x, placements = letterbox(images, size, torch.device('cpu'))
-        cam = camseg_probs(cam_model, x, sampler, list(range(samples)))
-        mirrored = [FLIP_STREAM + s for s in range(half)]
-        cam_flip = camseg_probs(cam_model, x.flip(-1), sampler, mirrored).flip(-1)
-        base = torch.stack([base_model(x).float().softmax(1),
-                            base_model(x.flip(-1)).float().softmax(1).flip(-1)])
-        label_size = images[0].shape[:2]  # one size per batch, so one placement
-        inner = (placements[0].inner_height, placements[0].inner_width)
-        for name, (ids, conf) in variants(cam, cam_flip, base, label_size, inner).items():
-            suite = suites.setdefault(name, MetricSuite())
-            for i, item in enumerate(items):
-                if tuple(ids.shape[-2:]) == tuple(label_size):  # already at the label size
-                    pred, confidence = ids[i].numpy(), conf[i].clamp(0, 1).numpy()
-                else:
-                    pred, confidence = restore(ids[i], conf[i], placements[i])
-                suite.update(pred, np.asarray(item['label'], dtype=np.uint8), confidence)
+    mirrored = [FLIP_STREAM + s for s in range(samples // 2)]
+    with tqdm(total=limit, desc=desc, unit='img', leave=False) as bar:
+        for batch in image_batches(dataset, limit, batch_size):  # images of one size: one placement
+            images = [b[1] for b in batch]
+            x, placements = letterbox(images, size, torch.device('cpu'))
+            cam = camseg_probs(cam_model, x, sampler, list(range(samples)))
+            cam_flip = camseg_probs(cam_model, x.flip(-1), sampler, mirrored).flip(-1)
+            base = torch.stack([base_model(x).float().softmax(1),
+                                base_model(x.flip(-1)).float().softmax(1).flip(-1)])
+            label_size = images[0].shape[:2]
+            inner = (placements[0].inner_height, placements[0].inner_width)
+            for name, (ids, conf) in variants(cam, cam_flip, base, label_size, inner).items():
+                suite = suites.setdefault(name, MetricSuite())
+                for i, (_, _, label, _) in enumerate(batch):
+                    if tuple(ids.shape[-2:]) == tuple(label_size):  # already at the label size
+                        pred, confidence = ids[i].numpy(), conf[i].clamp(0, 1).numpy()
+                    else:
+                        pred, confidence = restore(ids[i], conf[i], placements[i])
+                    suite.update(pred, label, confidence)
+            bar.update(len(batch))
     return {name: suite.summary() for name, suite in suites.items()}
 
 
@@ -195,9 +192,8 @@ def main(argv=None) -> int:
     with torch.inference_mode():
         for name, spec in expand_data_spec(args.data):
             dataset = open_dataset(spec)
-            if args.max_images is not None:
-                dataset = torch.utils.data.Subset(dataset, range(min(args.max_images, len(dataset))))
-            results[name] = score_subset(cam.model, base.model, cam.sampler, dataset, args.samples,
+            limit = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
+            results[name] = score_subset(cam.model, base.model, cam.sampler, dataset, limit, args.samples,
                                          args.batch_size, name)
             print(name, {k: round(100 * v['miou'], 1) for k, v in results[name].items()}, flush=True)
     settings = {'checkpoint': args.checkpoint, 'baseline': args.baseline, 'data': args.data,

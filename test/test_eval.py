@@ -11,7 +11,7 @@ import torch
 from camseg_core import Segmenter
 from camseg_core.cli.eval import main
 from camseg_core.evaluation.corruptions import CORRUPTIONS, corrupt, parse_corruptions
-from camseg_core.evaluation.report import _batches, evaluate, expand_data_spec
+from camseg_core.evaluation.report import evaluate, expand_data_spec, image_batches
 from camseg_core.imageops import letterbox, letterbox_labels
 from camseg_core.labels import CLASS_NAMES, IGNORE_INDEX, TRAIN_LABELS
 from camseg_core.models.baseline import PixelClassifier, baseline_preset
@@ -145,8 +145,8 @@ def test_batches_group_same_size_images():
     sizes = [(8, 8), (8, 8), (8, 8), (4, 8), (8, 8)]
     data = [{'image': np.zeros(s + (3,), np.uint8), 'label': np.zeros(s, np.uint8), 'name': str(i)}
             for i, s in enumerate(sizes)]
-    assert [[b[0] for b in batch] for batch in _batches(data, 5, 2)] == [[0, 1], [2], [3], [4]]
-    assert [[b[0] for b in batch] for batch in _batches(data, 2, 4)] == [[0, 1]]
+    assert [[b[0] for b in batch] for batch in image_batches(data, 5, 2)] == [[0, 1], [2], [3], [4]]
+    assert [[b[0] for b in batch] for batch in image_batches(data, 2, 4)] == [[0, 1]]
 
 
 def test_evaluate_rejects_bad_input(tmp_path, tiny_segmenter):

@@ -79,7 +79,7 @@ def _check_item(item, index: int) -> tuple[np.ndarray, np.ndarray, str]:
     return image, label.astype(np.uint8, copy=False), str(item.get('name', index))
 
 
-def _batches(dataset, limit: int, batch_size: int):
+def image_batches(dataset, limit: int, batch_size: int):
     """Yield lists of (index, image, label, name) with images of one size, at most batch_size long."""
     batch = []
     for i in range(limit):
@@ -106,7 +106,7 @@ def _run(segmenter, dataset, limit: int, batch_size: int, desc: str, corruption:
     """One pass over a dataset: metrics, per-image latency (batch time / batch size) and sample panels."""
     suite, latencies, samples = MetricSuite(), [], []
     with tqdm(total=limit, desc=desc, unit='img', leave=False) as bar:
-        for batch in _batches(dataset, limit, batch_size):
+        for batch in image_batches(dataset, limit, batch_size):
             images = [b[1] for b in batch]
             if corruption:
                 images = [CORRUPTIONS[corruption](im, severity, seed=int(np.random.SeedSequence(
@@ -146,7 +146,7 @@ def _ceilings(segmenter, dataset, limit: int, batch_size: int, desc: str) -> dic
     if getattr(segmenter, 'has_mask_autoencoder', False):
         suites['autoencoder'] = (MetricSuite(), segmenter.autoencode_labels)
     with tqdm(total=limit, desc=f'{desc} ceilings', unit='img', leave=False) as bar:
-        for batch in _batches(dataset, limit, batch_size):
+        for batch in image_batches(dataset, limit, batch_size):
             labels = [b[2] for b in batch]
             for suite, run in suites.values():
                 for out, label in zip(run(labels), labels):
