@@ -24,7 +24,7 @@ from camseg_core.labels import encode_maskige
 from camseg_core.training import TrainConfig, Trainer
 from camseg_core.training.data import PairData, make_batches, open_training_data
 from camseg_core.training.loop import Dist
-from camseg_core.training.build import build_stage_model, calibrate_latent_scale, init_stage
+from camseg_core.training.build import build_stage_model, calibrate_latent_scale, encoder_trained, init_stage
 from camseg_core.training.cache import encode_dataset
 from camseg_core.training.stages import BaselineStep, StageOptions, step_module
 
@@ -142,6 +142,35 @@ def test_vae_decoder_only_keeps_the_tokens_and_the_segmenter(tmp_path, data):
     for opts in (StageOptions('vae', generated=0.5), StageOptions('vae', decoder_only=True, generated=1.5)):
         with pytest.raises(ValueError, match='--generated is a share in'):
             step_module(opts, load_pretrained(seg)[0])
+
+
+def test_vae_fine_tuned_whole_keeps_the_generator_for_the_next_segmenter(tmp_path, data):
+    """A whole-autoencoder run from a segmenter keeps its generator; the next segmenter continues it."""
+    vae, seg, whole, cont = (tmp_path / name for name in ('vae', 'seg', 'whole', 'cont'))
+    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0',
+                  *FAST]) == 0
+    assert train(['segmenter', '--init', str(vae), '--data', data, '--out', str(seg), '--steps', '2',
+                  '--sample-every', '0', *FAST[2:]]) == 0
+    assert train(['vae', '--init', str(seg), '--data', data, '--out', str(whole), '--steps', '2',
+                  '--sample-every', '0', '--mask-weight', '4', '--class-weight', '1', *FAST[2:]]) == 0
+    before, after = load_pretrained(seg)[0].state_dict(), load_pretrained(whole)[0].state_dict()
+    encoder = [k for k in before if k.startswith('autoencoder.vae.encoder.')]
+    assert any(not torch.equal(before[k], after[k]) for k in encoder)
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(('transformer.', 'head.')))
+    assert init_stage(whole) == 'segmenter' and encoder_trained(whole)
+    assert init_stage(vae) == 'vae' and encoder_trained(vae) and not encoder_trained(seg)
+    with pytest.raises(ValueError, match='train the segmenter on its new tokens first'):
+        build_stage_model(StageOptions('vae', init=whole, decoder_only=True, class_weight=1))
+    start = build_stage_model(StageOptions('segmenter', init=whole)).state_dict()
+    assert all(torch.equal(start[k], after[k]) for k in after)  # the generator goes on from the segmenter's
+    fresh = build_stage_model(StageOptions('segmenter', init=vae)).state_dict()
+    assert any(not torch.equal(fresh[k], after[k]) for k in after if k.startswith('transformer.'))
+    assert train(['segmenter', '--init', str(whole), '--data', data, '--out', str(cont), '--steps', '1',
+                  '--sample-every', '0', *FAST[2:]]) == 0
+    scale = {path: json.loads((path / 'config.json').read_text())['config']['autoencoder']['scaling_factor']
+             for path in (whole, cont)}
+    assert scale[cont] != scale[whole]  # recalibrated to the fine-tuned encoder's latents
+    segment_once(cont)
 
 
 def test_decoder_learns_to_decode_generated_tokens(tmp_path, data):

@@ -21,7 +21,8 @@ import torch
 
 from ..data.augment import AugmentConfig
 from ..training import state as st
-from ..training.build import build_stage_model, calibrate_latent_scale, check_preset, init_stage
+from ..training.build import (build_stage_model, calibrate_latent_scale, check_preset, encoder_trained,
+                              init_stage)
 from ..training.data import default_workers, open_training_data
 from ..training.loop import (SCHEDULES, NonFiniteLoss, Trainer, TrainConfig, setup_distributed,
                              teardown_distributed)
@@ -150,13 +151,15 @@ def run(args) -> int:
     torch.manual_seed(args.seed + 1 + env.rank)  # masks and noise differ between ranks
     dataset = open_training_data(args.data)
     model.to(env.device)
-    if args.stage == 'segmenter' and header is None and init_stage(args.init) == 'vae':
+    if args.stage == 'segmenter' and header is None and encoder_trained(args.init):
         scale = calibrate_latent_scale(model, dataset, env.device)
         if env.main:
             print(f'segmenter: latent scale set to {scale:.4f} (1 / std of the mask latents)', flush=True)
     meta = {'stage': args.stage, 'model_type': model.model_type, 'model_config': model.config.to_dict(),
             'data': args.data, 'init': str(args.init) if args.init else None,
             'settings': run_settings(config, opts, args.data, env.world, model.config.image_size)}
+    if args.stage == 'vae' and args.init is not None and init_stage(args.init) == 'segmenter':
+        meta['generator'] = True  # it keeps the segmenter's trained transformer and head (see init_stage)
     loss_step = step_module(opts, model, dataset)
     if getattr(loss_step, 'class_weights', None) is not None:
         meta['class_weights'] = [round(w, 4) for w in loss_step.class_weights.tolist()]

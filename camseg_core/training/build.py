@@ -47,17 +47,30 @@ def _load_init(path: Path, model_type: str, image_size, transformer: dict | None
 def init_stage(path: Path) -> str | None:
     """Return the training stage that wrote checkpoint `path` ('vae', 'segmenter', ...), or None.
 
-    A vae run with `decoder_only` counts as 'segmenter': it starts from one and keeps its trained transformer.
+    A vae run that started from a segmenter (decoder-only, or the whole autoencoder fine-tuned) counts as
+    'segmenter': it keeps that segmenter's trained transformer and head, which a later segmenter run
+    continues.
     """
     return _stage(read_config(path)[1])
 
 
 def _stage(header: dict) -> str | None:
-    """Return the stage of a checkpoint header; a decoder-only vae run counts as 'segmenter'."""
+    """Return the stage of a checkpoint header; a vae run that kept a segmenter's generator is 'segmenter'."""
     meta = header.get('meta', {})
-    if meta.get('stage') == 'vae' and (meta.get('settings') or {}).get('decoder_only'):
+    kept = (meta.get('settings') or {}).get('decoder_only') or meta.get('generator')
+    if meta.get('stage') == 'vae' and kept:
         return 'segmenter'
     return meta.get('stage')
+
+
+def encoder_trained(path: Path) -> bool:
+    """Return True if checkpoint `path` is a vae run that trained the encoder (its latents have a new spread).
+
+    A segmenter starting from one recalibrates the latent scale (`calibrate_latent_scale`), also when it
+    continues the generator that such a run kept.
+    """
+    meta = read_config(path)[1].get('meta', {})
+    return meta.get('stage') == 'vae' and not (meta.get('settings') or {}).get('decoder_only')
 
 
 def check_decoder_only(opts: StageOptions) -> None:
@@ -68,6 +81,9 @@ def check_decoder_only(opts: StageOptions) -> None:
     if _stage(header) != 'segmenter':
         raise ValueError('--decoder-only needs --init DIR: a segmenter checkpoint (its encoder, transformer '
                          'and head stay as they are)')
+    if encoder_trained(opts.init):
+        raise ValueError(f'--decoder-only: {opts.init} fine-tuned the whole autoencoder after its segmenter; '
+                         'train the segmenter on its new tokens first (camseg-train segmenter --init ...)')
     if opts.image_size and tuple(opts.image_size) != tuple(header['config']['image_size']):
         raise ValueError('--decoder-only keeps the processing size of its --init checkpoint: '
                          'drop --image-size')
