@@ -2,7 +2,7 @@
 #   make demo   - create .venv, generate a sample drive bag, start the node with the shipped demo model, replay the
 #                 bag into it live over DDS; writes the output MCAP, report.md, metrics and PNGs under $(DEMO)
 #   make test   - create .venv (torch==2.13.0 first, then the package and its extras) and run all tests
-#   make demo-model - retrain the shipped demo model from generated scenes (about 3.5 hours on 2 CPU cores) into
+#   make demo-model - retrain the shipped demo model from generated scenes (about 4 hours on 2 CPU cores) into
 #                 $(MODEL_RUN), with the evaluation of it and of the discriminative baseline
 #   make gpu-recipe - the same on one GPU machine in under 10 minutes at 128x256 (scripts/gpu_recipe.py)
 PYTHON ?= python3
@@ -39,6 +39,21 @@ demo: venv
 # shipped (weights stored as float16, under 20 MB, default sampler: a vote of 4 samples): copy its two files there
 # to ship a retrained model.
 MODEL_RUN ?= runs/demo_model
+# One later round of the demo recipe: the whole autoencoder of export $(1) fine-tuned with the masks weighted up (the vae
+# run keeps its generator), the generator continued 2000 steps on the new tokens, the decoder tuned on generated tokens
+# again; runs in $(MODEL_RUN)/$(2)_*, the export (vote of 4, float16) in $(3). The baseline gets 2000 steps per round.
+define ROUND
+$(BIN)/camseg-train vae --init $(1) --data generated:$(SYNTH) --out $(MODEL_RUN)/$(2)_ae --steps 1200 --batch-size 8 \
+	--lr 3e-4 --warmup 20 --workers 1 --class-weight 2.0 --mask-weight 4 --save-every 200 --sample-every 1000 --low-light 0
+$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/$(2)_ae --image-stem 2 --pixel-stem 128 --data generated:$(SYNTH) \
+	--out $(MODEL_RUN)/$(2)_seg --image-size 64x128 --steps 2000 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 \
+	--save-every 250 --sample-every 1000
+$(BIN)/camseg-train vae --init $(MODEL_RUN)/$(2)_seg --decoder-only --generated 0.5 --data generated:$(SYNTH) \
+	--out $(MODEL_RUN)/$(2)_gen --steps 1500 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 --class-weight 1.0 \
+	--save-every 250 --sample-every 500
+$(PY) -c "import sys; from camseg_core.checkpoint import export_pretrained; \
+	export_pretrained(sys.argv[1], sys.argv[2], ensemble=4)" $(MODEL_RUN)/$(2)_gen $(3)
+endef
 SYNTH     := $(MODEL_RUN)/data
 demo-model: venv
 	$(BIN)/camseg-synth --out $(SYNTH) --num 1000 --split train --seed 1 --size 128x256 --conditions clear
@@ -70,25 +85,15 @@ demo-model: venv
 		--sample-every 1000
 	$(PY) -c "import sys; from camseg_core.checkpoint import export_pretrained; \
 		export_pretrained(sys.argv[1], sys.argv[2], ensemble=4)" $(MODEL_RUN)/camseg_gen $(MODEL_RUN)/export_round1
-	# round 2: the whole autoencoder fine-tuned with the masks weighted up (its generator kept), the generator continued
-	# on the new tokens, the decoder tuned on generated tokens again; the baseline gets the same 2000 extra steps
-	$(BIN)/camseg-train vae --init $(MODEL_RUN)/export_round1 --data generated:$(SYNTH) --out $(MODEL_RUN)/ae_ft \
-		--steps 1200 --batch-size 8 --lr 3e-4 --warmup 20 --workers 1 --class-weight 2.0 --mask-weight 4 --save-every 200 \
-		--sample-every 1000 --low-light 0
-	$(BIN)/camseg-train segmenter --init $(MODEL_RUN)/ae_ft --image-stem 2 --pixel-stem 128 --data generated:$(SYNTH) \
-		--out $(MODEL_RUN)/camseg_ft --image-size 64x128 --steps 2000 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 \
-		--save-every 250 --sample-every 1000
-	$(BIN)/camseg-train vae --init $(MODEL_RUN)/camseg_ft --decoder-only --generated 0.5 --data generated:$(SYNTH) \
-		--out $(MODEL_RUN)/camseg_ft_gen --steps 1500 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 --class-weight 1.0 \
-		--save-every 250 --sample-every 500
-	$(BIN)/camseg-train baseline --init $(MODEL_RUN)/baseline_ll --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_more \
-		--image-size 64x128 --steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 \
-		--sample-every 1000
-	$(PY) -c "import sys; from camseg_core.checkpoint import export_pretrained; \
-		export_pretrained(sys.argv[1], sys.argv[2], ensemble=4)" $(MODEL_RUN)/camseg_ft_gen $(MODEL_RUN)/export
+	$(call ROUND,$(MODEL_RUN)/export_round1,round2,$(MODEL_RUN)/export_round2)
+	$(call ROUND,$(MODEL_RUN)/export_round2,round3,$(MODEL_RUN)/export)
+	$(BIN)/camseg-train baseline --init $(MODEL_RUN)/baseline_ll --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_r2 \
+		--image-size 64x128 --steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 1000
+	$(BIN)/camseg-train baseline --init $(MODEL_RUN)/baseline_r2 --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_r3 \
+		--image-size 64x128 --steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 1000
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
-	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_more --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
+	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_r3 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
 		--corruptions all --severities 3
 	$(BIN)/camseg-compare camseg=$(MODEL_RUN)/eval_camseg baseline=$(MODEL_RUN)/eval_baseline \
 		--out $(MODEL_RUN)/comparison
