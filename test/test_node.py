@@ -323,8 +323,8 @@ def test_overload_keeps_frame_age_bounded(ros):
     msg = image(RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8), 'rgb8')
     ros.exchange(msg)
     ros.exchange(msg)
-    # Publish about four times faster than the node infers on this machine (10 Hz at the slowest): a fixed rate
-    # overloads a slow CPU but not a fast one.
+    # Publish about four times faster than the node infers on this machine (10 Hz at the slowest): a fixed
+    # rate overloads a slow CPU but not a fast one.
     warm = float(ros.wait_stat('camseg', 'processing_ms_median', lambda v: v != 'nan'))
     period = min(0.1, max(0.01, warm / 4000))
     sent = []

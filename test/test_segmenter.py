@@ -169,7 +169,7 @@ def test_head_loop_matches_the_step_by_step_sampler(kind, steps):
     z = torch.randn(37, 32)
     expected = _step_by_step(head, z, steps, kind, 0.8, torch.Generator().manual_seed(1))
     got = head.sample(z, steps, kind, 0.8, torch.Generator().manual_seed(1))
-    # float32 rounding differs between CPUs' vector paths (up to 3.2e-6 seen here); a real divergence is far larger
+    # float32 rounding differs between CPUs' vector paths (up to 3.2e-6 seen); a real divergence is far larger
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-5)
     noise = head.draw_noise(37, steps, kind, torch.Generator().manual_seed(1))
     assert torch.equal(head.sample(z, steps, kind, 0.8, noise=noise), got)  # noise drawn up front
