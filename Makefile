@@ -39,9 +39,15 @@ demo: venv
 # shipped (weights stored as float16, under 20 MB, default sampler: a vote of 4 samples): copy its two files there
 # to ship a retrained model.
 MODEL_RUN ?= runs/demo_model
+# The export of training run $(1) as shipped, into $(2): float16 weights, default sampler a vote of 4.
+define EXPORT
+$(PY) -c "import sys; from camseg_core.checkpoint import export_pretrained; \
+	export_pretrained(sys.argv[1], sys.argv[2], ensemble=4)" $(1) $(2)
+endef
 # One later round of the demo recipe: the whole autoencoder of export $(1) fine-tuned with the masks weighted up (the vae
 # run keeps its generator), the generator continued 2000 steps on the new tokens, the decoder tuned on generated tokens
-# again; runs in $(MODEL_RUN)/$(2)_*, the export (vote of 4, float16) in $(3). The baseline gets 2000 steps per round.
+# again; runs in $(MODEL_RUN)/$(2)_*, the export in $(3). The baseline $(4) gets the same 2000 steps, into
+# $(MODEL_RUN)/baseline_$(2).
 define ROUND
 $(BIN)/camseg-train vae --init $(1) --data generated:$(SYNTH) --out $(MODEL_RUN)/$(2)_ae --steps 1200 --batch-size 8 \
 	--lr 3e-4 --warmup 20 --workers 1 --class-weight 2.0 --mask-weight 4 --save-every 200 --sample-every 1000 --low-light 0
@@ -51,8 +57,9 @@ $(BIN)/camseg-train segmenter --init $(MODEL_RUN)/$(2)_ae --image-stem 2 --pixel
 $(BIN)/camseg-train vae --init $(MODEL_RUN)/$(2)_seg --decoder-only --generated 0.5 --data generated:$(SYNTH) \
 	--out $(MODEL_RUN)/$(2)_gen --steps 1500 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 --class-weight 1.0 \
 	--save-every 250 --sample-every 500
-$(PY) -c "import sys; from camseg_core.checkpoint import export_pretrained; \
-	export_pretrained(sys.argv[1], sys.argv[2], ensemble=4)" $(MODEL_RUN)/$(2)_gen $(3)
+$(call EXPORT,$(MODEL_RUN)/$(2)_gen,$(3))
+$(BIN)/camseg-train baseline --init $(4) --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_$(2) --image-size 64x128 \
+	--steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 1000
 endef
 SYNTH     := $(MODEL_RUN)/data
 demo-model: venv
@@ -83,17 +90,12 @@ demo-model: venv
 	$(BIN)/camseg-train baseline --init $(MODEL_RUN)/baseline --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_ll \
 		--image-size 64x128 --steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 \
 		--sample-every 1000
-	$(PY) -c "import sys; from camseg_core.checkpoint import export_pretrained; \
-		export_pretrained(sys.argv[1], sys.argv[2], ensemble=4)" $(MODEL_RUN)/camseg_gen $(MODEL_RUN)/export_round1
-	$(call ROUND,$(MODEL_RUN)/export_round1,round2,$(MODEL_RUN)/export_round2)
-	$(call ROUND,$(MODEL_RUN)/export_round2,round3,$(MODEL_RUN)/export)
-	$(BIN)/camseg-train baseline --init $(MODEL_RUN)/baseline_ll --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_r2 \
-		--image-size 64x128 --steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 1000
-	$(BIN)/camseg-train baseline --init $(MODEL_RUN)/baseline_r2 --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_r3 \
-		--image-size 64x128 --steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 1000
+	$(call EXPORT,$(MODEL_RUN)/camseg_gen,$(MODEL_RUN)/export_round1)
+	$(call ROUND,$(MODEL_RUN)/export_round1,round2,$(MODEL_RUN)/export_round2,$(MODEL_RUN)/baseline_ll)
+	$(call ROUND,$(MODEL_RUN)/export_round2,round3,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round2)
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
-	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_r3 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
+	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round3 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
 		--corruptions all --severities 3
 	$(BIN)/camseg-compare camseg=$(MODEL_RUN)/eval_camseg baseline=$(MODEL_RUN)/eval_baseline \
 		--out $(MODEL_RUN)/comparison

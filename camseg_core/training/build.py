@@ -54,11 +54,15 @@ def init_stage(path: Path) -> str | None:
     return _stage(read_config(path)[1])
 
 
+def _decoder_only(meta: dict) -> bool:
+    """Return True if a checkpoint's meta is that of a `--decoder-only` vae run."""
+    return meta.get('stage') == 'vae' and bool((meta.get('settings') or {}).get('decoder_only'))
+
+
 def _stage(header: dict) -> str | None:
     """Return the stage of a checkpoint header; a vae run that kept a segmenter's generator is 'segmenter'."""
     meta = header.get('meta', {})
-    kept = (meta.get('settings') or {}).get('decoder_only') or meta.get('generator')
-    if meta.get('stage') == 'vae' and kept:
+    if _decoder_only(meta) or (meta.get('stage') == 'vae' and meta.get('generator')):
         return 'segmenter'
     return meta.get('stage')
 
@@ -69,8 +73,13 @@ def encoder_trained(path: Path) -> bool:
     A segmenter starting from one recalibrates the latent scale (`calibrate_latent_scale`), also when it
     continues the generator that such a run kept.
     """
-    meta = read_config(path)[1].get('meta', {})
-    return meta.get('stage') == 'vae' and not (meta.get('settings') or {}).get('decoder_only')
+    return _encoder_trained(read_config(path)[1])
+
+
+def _encoder_trained(header: dict) -> bool:
+    """Return True if a checkpoint header is that of a vae run that trained the encoder."""
+    meta = header.get('meta', {})
+    return meta.get('stage') == 'vae' and not _decoder_only(meta)
 
 
 def check_decoder_only(opts: StageOptions) -> None:
@@ -81,7 +90,7 @@ def check_decoder_only(opts: StageOptions) -> None:
     if _stage(header) != 'segmenter':
         raise ValueError('--decoder-only needs --init DIR: a segmenter checkpoint (its encoder, transformer '
                          'and head stay as they are)')
-    if encoder_trained(opts.init):
+    if _encoder_trained(header):
         raise ValueError(f'--decoder-only: {opts.init} fine-tuned the whole autoencoder after its segmenter; '
                          'train the segmenter on its new tokens first (camseg-train segmenter --init ...)')
     if opts.image_size and tuple(opts.image_size) != tuple(header['config']['image_size']):
