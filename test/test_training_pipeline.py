@@ -136,7 +136,8 @@ def resume_error(capsys, data, out, *extra, image_size='32x64'):
 
 
 @pytest.mark.parametrize('flags, name', [(['--batch-size', '1'], 'batch_size'), (['--seed', '3'], 'seed'),
-                                         (['--lr', '0.5'], 'lr'), (['--no-augment'], 'augment')])
+                                         (['--lr', '0.5'], 'lr'), (['--no-augment'], 'augment'),
+                                         (['--weather', '0.6'], 'weather')])
 def test_resume_with_changed_settings_stops_naming_them(capsys, data, run, flags, name):
     err = resume_error(capsys, data, run, *flags)
     assert f'changes {name} (' in err and f'--allow-change {name}' in err
@@ -220,10 +221,12 @@ def test_segmenter_trains_with_rarity_weights_cached_or_not(tmp_path, data):
         assert np.allclose(weights, expected.numpy(), atol=1e-4) and len(weights) == NUM_CLASSES
 
 
-def test_low_light_option_reaches_the_augmentation(data, tmp_path, capsys):
+def test_low_light_and_weather_options_reach_the_augmentation(data, tmp_path, capsys):
     dataset = open_training_data([data])
     dark, plain = (PairData(dataset, (32, 64), True, 0, low_light=p) for p in (1.0, 0.0))
     assert all(dark[k]['image'].mean() < plain[k]['image'].mean() - 0.2 for k in range(len(dataset)))
-    with pytest.raises(SystemExit):
-        train(run_args(data, tmp_path / 'run', '--low-light', '2'))
-    assert 'low_light is a probability, got 2.0' in capsys.readouterr().err
+    assert PairData(dataset, (32, 64), True, 0, weather=0.6).augment.config.weather == 0.6
+    for flag, name in (('--low-light', 'low_light'), ('--weather', 'weather')):
+        with pytest.raises(SystemExit):
+            train(run_args(data, tmp_path / 'run', flag, '2'))
+        assert f'{name} is a probability, got 2.0' in capsys.readouterr().err

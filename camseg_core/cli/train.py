@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--low-light', type=float, default=AugmentConfig.low_light, metavar='P',
                    help='probability of the low-light augmentation (darker mid-tones, 20-60 %% exposure, '
                         'sensor noise) of an augmented sample (default %(default)s; 0: off)')
+    p.add_argument('--weather', type=float, default=AugmentConfig.weather, metavar='P',
+                   help='probability of the weather augmentation (one of fog, snow, rain) of an augmented '
+                        'sample (default %(default)s; 0: off)')
     p.add_argument('--cache-latents', action='store_true',
                    help='segmenter: encode the data once (no augmentation) and keep the tokens in memory')
     p.add_argument('--cache-copies', type=int, default=0,
@@ -114,7 +117,7 @@ def run(args) -> int:
     if args.workers is None:
         args.workers = default_workers(int(os.environ.get('LOCAL_WORLD_SIZE', env.world)))
     opts = StageOptions(stage=args.stage, preset=args.preset, image_size=args.image_size, init=args.init,
-                        augment=not args.no_augment, low_light=args.low_light,
+                        augment=not args.no_augment, low_light=args.low_light, weather=args.weather,
                         cache_latents=args.cache_latents, cache_copies=args.cache_copies,
                         kl_weight=args.kl_weight,
                         class_weight=args.class_weight, mask_weight=args.mask_weight,

@@ -91,9 +91,10 @@ class PairData(Dataset):
     """Indexed by key = epoch * len + index; returns model-sized tensors (augmented, or letterboxed)."""
 
     def __init__(self, dataset: Dataset, size: tuple[int, int], augment: bool, seed: int,
-                 low_light: float = AugmentConfig.low_light):
+                 low_light: float = AugmentConfig.low_light, weather: float = AugmentConfig.weather):
         self.dataset, self.size, self.seed = dataset, tuple(size), seed
-        self.augment = Augment(AugmentConfig(crop=self.size, low_light=low_light)) if augment else None
+        config = AugmentConfig(crop=self.size, low_light=low_light, weather=weather)
+        self.augment = Augment(config) if augment else None
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -36,6 +36,7 @@ class StageOptions:
     init: Path | None = None  # starting checkpoint: required for 'segmenter', optional fine-tuning otherwise
     augment: bool = True  # random scale/crop/flip/weather; False letterboxes every sample
     low_light: float = AugmentConfig.low_light  # with augment: probability of the low-light augmentation
+    weather: float = AugmentConfig.weather  # with augment: probability of one of fog, snow, rain
     cache_latents: bool = False  # segmenter: encode the data once (no augmentation), keep tokens in memory
     cache_copies: int = 0  # with cache_latents: also cache this many augmented copies of every item
     kl_weight: float = 1e-6  # vae only: weight of the KL term
@@ -192,7 +193,8 @@ def stage_data(opts: StageOptions, model: nn.Module, dataset: Dataset, batch_siz
             raise ValueError(f'--cache-copies must be >= 0, got {opts.cache_copies}')
         cached, stats = encode_dataset(model, dataset, batch_size, env.device, env.main, opts.cache_copies,
                                        seed, opts.workers, precision, env.rank, env.world,
-                                       class_mix=opts.rare_weight > 0, low_light=opts.low_light)
+                                       class_mix=opts.rare_weight > 0, low_light=opts.low_light,
+                                       weather=opts.weather)
         return make_batches(cached, batch_size, env.rank, env.world, seed, 0, True, pin), preview, stats
-    data = PairData(dataset, size, opts.augment, seed, opts.low_light)
+    data = PairData(dataset, size, opts.augment, seed, opts.low_light, opts.weather)
     return make_batches(data, batch_size, env.rank, env.world, seed, opts.workers, False, pin), preview, None
