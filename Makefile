@@ -2,7 +2,7 @@
 #   make demo   - create .venv, generate a sample drive bag, start the node with the shipped demo model, replay the
 #                 bag into it live over DDS; writes the output MCAP, report.md, metrics and PNGs under $(DEMO)
 #   make test   - create .venv (torch==2.13.0 first, then the package and its extras) and run all tests
-#   make demo-model - retrain the shipped demo model from generated scenes (about 4 hours on 2 CPU cores) into
+#   make demo-model - retrain the shipped demo model from generated scenes (about 5 hours on 2 CPU cores) into
 #                 $(MODEL_RUN), with the evaluation of it and of the discriminative baseline
 #   make gpu-recipe - the same on one GPU machine in under 10 minutes at 128x256 (scripts/gpu_recipe.py)
 PYTHON ?= python3
@@ -47,19 +47,19 @@ endef
 # One later round of the demo recipe: the whole autoencoder of export $(1) fine-tuned with the masks weighted up (the vae
 # run keeps its generator), the generator continued 2000 steps on the new tokens, the decoder tuned on generated tokens
 # again; runs in $(MODEL_RUN)/$(2)_*, the export in $(3). The baseline $(4) gets the same 2000 steps, into
-# $(MODEL_RUN)/baseline_$(2).
+# $(MODEL_RUN)/baseline_$(2). $(5): extra camseg-train flags of the generator, decoder and baseline runs.
 define ROUND
 $(BIN)/camseg-train vae --init $(1) --data generated:$(SYNTH) --out $(MODEL_RUN)/$(2)_ae --steps 1200 --batch-size 8 \
 	--lr 3e-4 --warmup 20 --workers 1 --class-weight 2.0 --mask-weight 4 --save-every 200 --sample-every 1000 --low-light 0
 $(BIN)/camseg-train segmenter --init $(MODEL_RUN)/$(2)_ae --image-stem 2 --pixel-stem 128 --data generated:$(SYNTH) \
 	--out $(MODEL_RUN)/$(2)_seg --image-size 64x128 --steps 2000 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 \
-	--save-every 250 --sample-every 1000
+	--save-every 250 --sample-every 1000 $(5)
 $(BIN)/camseg-train vae --init $(MODEL_RUN)/$(2)_seg --decoder-only --generated 0.5 --data generated:$(SYNTH) \
 	--out $(MODEL_RUN)/$(2)_gen --steps 1500 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 --class-weight 1.0 \
-	--save-every 250 --sample-every 500
+	--save-every 250 --sample-every 500 $(5)
 $(call EXPORT,$(MODEL_RUN)/$(2)_gen,$(3))
 $(BIN)/camseg-train baseline --init $(4) --data generated:$(SYNTH) --out $(MODEL_RUN)/baseline_$(2) --image-size 64x128 \
-	--steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 1000
+	--steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --workers 1 --save-every 250 --sample-every 1000 $(5)
 endef
 SYNTH     := $(MODEL_RUN)/data
 demo-model: venv
@@ -92,10 +92,11 @@ demo-model: venv
 		--sample-every 1000
 	$(call EXPORT,$(MODEL_RUN)/camseg_gen,$(MODEL_RUN)/export_round1)
 	$(call ROUND,$(MODEL_RUN)/export_round1,round2,$(MODEL_RUN)/export_round2,$(MODEL_RUN)/baseline_ll)
-	$(call ROUND,$(MODEL_RUN)/export_round2,round3,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round2)
+	$(call ROUND,$(MODEL_RUN)/export_round2,round3,$(MODEL_RUN)/export_round3,$(MODEL_RUN)/baseline_round2)
+	$(call ROUND,$(MODEL_RUN)/export_round3,round4,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round3,--weather 0.6)
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
-	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round3 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
+	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round4 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
 		--corruptions all --severities 3
 	$(BIN)/camseg-compare camseg=$(MODEL_RUN)/eval_camseg baseline=$(MODEL_RUN)/eval_baseline \
 		--out $(MODEL_RUN)/comparison
