@@ -19,6 +19,7 @@ from camseg_core.checkpoint import build_model
 from camseg_core.cli.synth import main as synth
 from camseg_core.checkpoint import load_pretrained
 from camseg_core.cli.train import main as train
+from camseg_core.data.augment import AugmentConfig
 from camseg_core.labels import NUM_CLASSES
 from camseg_core.models.baseline import PixelClassifier, baseline_preset
 from camseg_core.training import TrainConfig, Trainer
@@ -223,9 +224,10 @@ def test_segmenter_trains_with_rarity_weights_cached_or_not(tmp_path, data):
 
 def test_low_light_and_weather_options_reach_the_augmentation(data, tmp_path, capsys):
     dataset = open_training_data([data])
-    dark, plain = (PairData(dataset, (32, 64), True, 0, low_light=p) for p in (1.0, 0.0))
+    dark, plain = (PairData(dataset, (32, 64), True, 0, AugmentConfig(low_light=p)) for p in (1.0, 0.0))
     assert all(dark[k]['image'].mean() < plain[k]['image'].mean() - 0.2 for k in range(len(dataset)))
-    assert PairData(dataset, (32, 64), True, 0, weather=0.6).augment.config.weather == 0.6
+    weather = PairData(dataset, (32, 64), True, 0, StageOptions('vae', weather=0.6).augmentation())
+    assert weather.augment.config.weather == 0.6 and weather.augment.config.crop == (32, 64)
     for flag, name in (('--low-light', 'low_light'), ('--weather', 'weather')):
         with pytest.raises(SystemExit):
             train(run_args(data, tmp_path / 'run', flag, '2'))

@@ -69,15 +69,14 @@ class CacheStats:
 
 
 def cache_items(dataset: Dataset, size: tuple[int, int], copies: int, seed: int,
-                low_light: float = AugmentConfig.low_light,
-                weather: float = AugmentConfig.weather) -> Dataset:
+                augmentation: AugmentConfig | None = None) -> Dataset:
     """Return every item letterboxed, then `copies` augmented versions of each (seeded: seed, copy, item)."""
     plain = PairData(dataset, size, augment=False, seed=seed)
     if copies <= 0:
         return plain
     n = len(dataset)
     # keys n.. : copy k of item i is key k*n + i
-    augmented = PairData(dataset, size, augment=True, seed=seed, low_light=low_light, weather=weather)
+    augmented = PairData(dataset, size, augment=True, seed=seed, augmentation=augmentation)
     return ConcatDataset([plain, Subset(augmented, range(n, (copies + 1) * n))])
 
 
@@ -100,15 +99,15 @@ def _gather(tokens: torch.Tensor, total: int, world: int, group=None) -> torch.T
 def encode_dataset(model: CamSeg, dataset: Dataset, batch_size: int, device: torch.device,
                    progress: bool = False, copies: int = 0, seed: int = 0, workers: int = 0,
                    precision: str = 'fp32', rank: int = 0, world: int = 1,
-                   class_mix: bool = False, low_light: float = AugmentConfig.low_light,
-                   weather: float = AugmentConfig.weather) -> tuple[CachedTokens, CacheStats]:
+                   class_mix: bool = False, augmentation: AugmentConfig | None = None
+                   ) -> tuple[CachedTokens, CacheStats]:
     """Encode every item (see `cache_items`) with the frozen autoencoder -> tokens on the CPU, and timings.
 
     Rank `rank` of `world` encodes its share; with world > 1 the process group must be up (every rank calls).
-    Each token's class mix is kept for a token classifier, or where `class_mix` asks for it. `low_light` and
-    `weather`: the probabilities of low-light and of weather augmentation in the augmented copies.
+    Each token's class mix is kept for a token classifier, or where `class_mix` asks for it.
+    `augmentation`: the settings of the augmented copies (default `AugmentConfig()`).
     """
-    data = cache_items(dataset, model.config.image_size, copies, seed, low_light, weather)
+    data = cache_items(dataset, model.config.image_size, copies, seed, augmentation)
     total = len(data)
     if total < world:
         raise ValueError(f'{total} items to cache over {world} processes: fewer than one each')

@@ -5,6 +5,7 @@ resumed run sees exactly the batches an uninterrupted one would, whatever the nu
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -88,12 +89,16 @@ def to_tensors(image: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:
 
 
 class PairData(Dataset):
-    """Indexed by key = epoch * len + index; returns model-sized tensors (augmented, or letterboxed)."""
+    """Indexed by key = epoch * len + index; returns model-sized tensors (augmented, or letterboxed).
+
+    With `augment`, `augmentation` gives the augmentation's settings (default `AugmentConfig()`); its crop is
+    always `size`.
+    """
 
     def __init__(self, dataset: Dataset, size: tuple[int, int], augment: bool, seed: int,
-                 low_light: float = AugmentConfig.low_light, weather: float = AugmentConfig.weather):
+                 augmentation: AugmentConfig | None = None):
         self.dataset, self.size, self.seed = dataset, tuple(size), seed
-        config = AugmentConfig(crop=self.size, low_light=low_light, weather=weather)
+        config = dataclasses.replace(augmentation or AugmentConfig(), crop=self.size)
         self.augment = Augment(config) if augment else None
 
     def __len__(self) -> int:

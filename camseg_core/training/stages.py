@@ -53,6 +53,10 @@ class StageOptions:
     # for its images (transformer + head, default sampler) instead of the encoder's tokens of its labels
     workers: int = 2  # DataLoader worker processes
 
+    def augmentation(self) -> AugmentConfig:
+        """Return the augmentation settings these options ask for (the crop is set by the data)."""
+        return AugmentConfig(low_light=self.low_light, weather=self.weather)
+
 
 class VaeStep(nn.Module):
     """Autoencoder loss on a batch of images and the colour-coded masks of their labels.
@@ -193,8 +197,7 @@ def stage_data(opts: StageOptions, model: nn.Module, dataset: Dataset, batch_siz
             raise ValueError(f'--cache-copies must be >= 0, got {opts.cache_copies}')
         cached, stats = encode_dataset(model, dataset, batch_size, env.device, env.main, opts.cache_copies,
                                        seed, opts.workers, precision, env.rank, env.world,
-                                       class_mix=opts.rare_weight > 0, low_light=opts.low_light,
-                                       weather=opts.weather)
+                                       class_mix=opts.rare_weight > 0, augmentation=opts.augmentation())
         return make_batches(cached, batch_size, env.rank, env.world, seed, 0, True, pin), preview, stats
-    data = PairData(dataset, size, opts.augment, seed, opts.low_light, opts.weather)
+    data = PairData(dataset, size, opts.augment, seed, opts.augmentation())
     return make_batches(data, batch_size, env.rank, env.world, seed, opts.workers, False, pin), preview, None
