@@ -4,7 +4,7 @@ On one GPU machine with 16 cores it
   1. generates the data with all cores (camseg-synth --workers),
   2. trains the autoencoder, the segmenter (on cached tokens, then on freshly augmented images), its mask
      decoder alone, and the discriminative baseline at the tiny preset's 128x256,
-  3. exports the CAM-Seg checkpoint with float16 weights and a vote of 4 (as `make demo-model` ships it),
+  3. exports the CAM-Seg checkpoint with float16 weights and a vote of 8 (as `make demo-model` ships it),
   4. evaluates both on generated clear / fog (3 betas) / snow / rain / night,
   5. writes the comparison table (camseg-compare),
 and logs each stage's wall time and its equivalent command into GPU_RUN/summary.md, its output into
@@ -62,7 +62,7 @@ SETTINGS = {
     'SEG_FT_STEPS': ('600', '2', 'segmenter steps on freshly augmented images after the cached ones'),
     'DEC_STEPS': ('400', '2', 'decoder-only fine-tuning steps of the segmenter\'s autoencoder'),
     'DEC_GENERATED': ('0.5', '0.5', 'share of decoder-only batches decoded from generated tokens'),
-    'EXPORT_ENSEMBLE': ('4', '4', 'samples the exported CAM-Seg votes over (its default sampler)'),
+    'EXPORT_ENSEMBLE': ('8', '4', 'samples the exported CAM-Seg votes over (its default sampler)'),
     'BASE_STEPS': ('1500', '2', 'baseline steps'),
     'BASE_BATCH': ('32', '2', 'baseline batch'),
     'BASE_LR': ('1e-3', '1e-3', 'baseline peak learning rate'),

@@ -80,7 +80,7 @@ def variants(cam: torch.Tensor, cam_flip: torch.Tensor, base: torch.Tensor, size
     """
     n, half = cam.shape[0], cam.shape[0] // 2
     flipped = torch.cat([cam[:n - half], cam_flip[:half]])
-    return {f'CAM-Seg hard-{half}': hard(cam[:half]),  # at 8 samples the shipped vote of 4
+    return {f'CAM-Seg hard-{half}': hard(cam[:half]),  # at 8 samples: round 1-4's vote of 4
             f'CAM-Seg hard-{n}': hard(cam), f'CAM-Seg soft-{n}': soft(cam),
             f'CAM-Seg hard-{n} +flip': hard(flipped), f'CAM-Seg soft-{n} +flip': soft(flipped),
             f'CAM-Seg soft-{n} +bilinear': soft(cam, size, inner),
