@@ -27,5 +27,5 @@ $B/camseg-eval --checkpoint runs/g/r5_export --data $D --out runs/g/r5_e16s20 --
 $B/camseg-compare r4_vote4_s20=runs/e/eval_full_camseg r4_vote4_s4=runs/g/e4s4 r4_vote8_s4=runs/g/e8s4 \
   r4_vote8_s20=runs/g/e8s20 baseline_13000=runs/e/eval_full_baseline --baseline baseline_13000 \
   --out runs/g/compare_sampler_r4
-$B/camseg-compare r5_vote4_s20=runs/f/eval_gen r5_vote8_s10=runs/g/r5_e8s10 r5_vote8_s20=runs/g/eval_full_camseg \
+$B/camseg-compare r5_vote4_s20=runs/f/eval_gen r5_vote8_s10=runs/g/r5_e8s10 r5_vote8_s20=runs/g/eval_full_camseg r5_vote16_s20=runs/g/r5_e16s20 \
   baseline_15000=runs/g/eval_full_baseline --baseline baseline_15000 --out runs/g/compare_sampler_r5
