@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='metric window length when the bag has no stretches.json')
     p.add_argument('--steps', type=int, help='sampler: diffusion steps per token')
     p.add_argument('--num-iter', type=int, help='sampler: MAR iterations')
+    p.add_argument('--ensemble', type=int,
+                   help="sampler: samples per image (majority vote); default: the checkpoint's (demo: 8)")
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
     p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     """Parse flags, load the model, run over the bag; exit 1 with a message on a bag error."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    sampler = {k: getattr(args, k) for k in ('steps', 'num_iter') if getattr(args, k) is not None}
+    sampler = {k: getattr(args, k) for k in ('steps', 'num_iter', 'ensemble') if getattr(args, k) is not None}
     try:
         options = dict(device=args.device, precision=args.precision, **sampler)
         segmenter = (Segmenter.from_preset(args.preset, **options) if args.preset

@@ -122,6 +122,15 @@ def test_compressed_images_time_windows(bags, tmp_path):
     assert found[IMAGE_TOPIC][0].format == 'png' and len(found['/camera/segmentation/color']) == FRAMES
 
 
+def test_sampler_flags_reach_the_segmenter(bags, tmp_path, capsys):
+    assert _run(bags / 'mcap', tmp_path / 'eval', '--ensemble', '2', '--num-iter', '2') == 0
+    sampler = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())['model']['sampler']
+    assert (sampler['ensemble'], sampler['num_iter'], sampler['steps']) == (2, 2, 2)
+    with pytest.raises(SystemExit):
+        _run(bags / 'mcap', tmp_path / 'eval0', '--ensemble', '0')
+    assert 'ensemble' in capsys.readouterr().err
+
+
 def test_missing_topic(bags, tmp_path, capsys):
     assert _run(bags / 'mcap', tmp_path / 'eval', '--label-topic', '/camera/nothing') == 1
     assert '/camera/nothing' in capsys.readouterr().err
