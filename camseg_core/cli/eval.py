@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..api import load_segmenter
+from . import add_sampler_flags, sampler_overrides
 from ..data.datasets import open_dataset
 from ..evaluation.corruptions import SEVERITIES, parse_corruptions
 from ..evaluation.report import evaluate, expand_data_spec
@@ -43,9 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-ceilings', dest='ceilings', action='store_false',
                    help='skip the resolution and autoencoder ceilings (ground truth resized, or passed '
                         'through the mask autoencoder, and scored like predictions)')
-    p.add_argument('--num-iter', type=int, help='sampler: MAR iterations')
-    p.add_argument('--steps', type=int, help='sampler: diffusion steps per token')
-    p.add_argument('--ensemble', type=int, help='sampler: samples per image (majority vote)')
+    add_sampler_flags(p)
     p.add_argument('--seed', type=int, default=0, help='sampler and corruption seed')
     return p
 
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1):
         parser.error('--batch-size and --max-images must be >= 1')
-    sampler = {k: getattr(args, k) for k in ('num_iter', 'steps', 'ensemble') if getattr(args, k) is not None}
+    sampler = sampler_overrides(args)
     try:
         corruptions = parse_corruptions(args.corruptions)
         if not args.severities or any(v not in SEVERITIES for v in args.severities):
