@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .checkpoint import build_model, load_pretrained
-from .config import SamplerConfig, preset
+from .config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig, preset
 from .imageops import check_image, check_labels, letterbox, letterbox_labels, restore
 from .profiling import StageTimer
 
@@ -55,9 +55,14 @@ class Segmenter:
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = 'auto', precision: str = 'fp32',
-                 max_pixels: int | None = None, name: str = '', graphs: bool = True, **sampler):
+                 max_pixels: int | None = None, name: str = '', graphs: bool = True,
+                 exposure_floor: float = DEFAULT_EXPOSURE_FLOOR, **sampler):
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        if not (isinstance(exposure_floor, (int, float)) and 0.0 <= exposure_floor < 1.0):
+            raise ValueError(f'exposure_floor is a mean brightness in [0, 1) (0: off), '
+                             f'got {exposure_floor!r}')
+        self.exposure_floor = float(exposure_floor)
         self.device = resolve_device(device)
         self.precision = precision
         self.max_pixels = int(max_pixels or DEFAULT_MAX_PIXELS)
@@ -122,7 +127,7 @@ class Segmenter:
         seed = self.sampler.seed if self.sampler.seed is not None else secrets.randbits(31)
         generator = torch.Generator(self.device).manual_seed(seed)
         with timer('preprocess'):
-            x, placements = letterbox(batch, self.config.image_size, self.device)
+            x, placements = letterbox(batch, self.config.image_size, self.device, self.exposure_floor)
         with self._autocast():
             ids, conf = self.model.predict(x, self.sampler, generator, timer)
         with timer('postprocess'):

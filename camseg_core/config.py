@@ -9,6 +9,10 @@ import math
 from dataclasses import dataclass, field
 
 SCHEDULERS = ('ddpm', 'ddim')
+# Every `Segmenter` brightens frames darker than this mean brightness (0..1) to it before segmenting
+# (`imageops.lift_exposure`). The darkest of the demo model's 1000 generated training scenes has a mean of
+# 0.286: a darker frame (night) is outside what the models saw. Measured on both models in the model card.
+DEFAULT_EXPOSURE_FLOOR = 0.3
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The pixel scale of model inputs; letterboxing to the processing size and back, on the model's device."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,11 +69,28 @@ def place(h: int, w: int, size: tuple[int, int]) -> Placement:
     return Placement(h, w, max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale))))
 
 
-def letterbox(images: list[np.ndarray], size: tuple[int, int], device: torch.device
-              ) -> tuple[torch.Tensor, list[Placement]]:
+def lift_exposure(image: torch.Tensor, floor: float) -> torch.Tensor:
+    """Brighten an image whose mean brightness is below `floor`; return brighter images unchanged.
+
+    image (3, h, w) float in [0, 255]; floor in [0, 1) (0: off). A dark image gets the gamma curve that takes
+    its mean brightness m (in [0, 1]) to the floor, x -> 255 (x / 255) ** (log floor / log m): black and white
+    stay, the mid-tones rise, as a camera's auto-exposure would have raised them.
+    """
+    if floor <= 0:
+        return image
+    x = (image / 255).clamp(0, 1)
+    mean = x.mean().clamp_min(1e-3)
+    dark = mean < floor  # decided on the device: no host synchronisation
+    gamma = torch.where(dark, math.log(floor) / mean.log(), torch.ones_like(mean))
+    return torch.where(dark, x.pow(gamma) * 255, image)
+
+
+def letterbox(images: list[np.ndarray], size: tuple[int, int], device: torch.device,
+              exposure_floor: float = 0.0) -> tuple[torch.Tensor, list[Placement]]:
     """Resize each image to fit `size` (H, W) keeping its aspect ratio, pad the rest with 0 (mid grey).
 
-    Returns (N, 3, H, W) float32 in [-1, 1] on `device` and each image's placement.
+    Images darker than `exposure_floor` are brightened first (`lift_exposure`). Returns (N, 3, H, W) float32
+    in [-1, 1] on `device` and each image's placement.
     """
     H, W = size
     batch = torch.zeros((len(images), 3, H, W), device=device)
@@ -87,7 +105,7 @@ def letterbox(images: list[np.ndarray], size: tuple[int, int], device: torch.dev
         x = x.permute(2, 0, 1)[None].float()  # (1, 3, h, w)
         if (ih, iw) != (h, w):
             x = F.interpolate(x, size=(ih, iw), mode='bilinear', align_corners=False, antialias=ih < h)
-        batch[i, :, :ih, :iw] = from_bytes(x[0])
+        batch[i, :, :ih, :iw] = from_bytes(lift_exposure(x[0], exposure_floor))
         placements.append(p)
     return batch, placements
 

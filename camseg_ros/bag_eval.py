@@ -21,7 +21,7 @@ from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
 from camseg_core.api import Segmenter, load_segmenter
-from camseg_core.cli import add_sampler_flags, sampler_overrides
+from camseg_core.cli import add_inference_flags, inference_options
 from camseg_core.config import PRESETS
 from camseg_core.labels import colorize, label_ids_to_train_ids
 from camseg_ros.bagio import (COMPRESSED, IMAGE, BagError, BagRecorder, image_msg, load_stretches,
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--batch-size', type=int, default=4)
     p.add_argument('--segment-seconds', type=float, default=10.0,
                    help='metric window length when the bag has no stretches.json')
-    add_sampler_flags(p)
+    add_inference_flags(p)
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
     p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
@@ -137,9 +137,9 @@ def main(argv=None) -> int:
     """Parse flags, load the model, run over the bag; exit 1 with a message on a bag error."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    sampler = sampler_overrides(args)
+    overrides = inference_options(args)
     try:
-        options = dict(device=args.device, precision=args.precision, **sampler)
+        options = dict(device=args.device, precision=args.precision, **overrides)
         segmenter = (Segmenter.from_preset(args.preset, **options) if args.preset
                      else load_segmenter(args.checkpoint, **options))
     except (ValueError, FileNotFoundError) as err:

@@ -114,7 +114,8 @@ class SegmentNode(LifecycleNode):
             s = self.settings
             self.seg = self._torch.submit(
                 Segmenter.from_pretrained, resolve_checkpoint(s.checkpoint), device=s.device,
-                precision=s.precision, max_pixels=s.max_input_pixels, **s.sampler_kwargs()).result()
+                precision=s.precision, max_pixels=s.max_input_pixels, exposure_floor=s.exposure_floor,
+                **s.sampler_kwargs()).result()
         except Exception as e:  # any load failure leaves the node unconfigured, with the cause logged
             return self._fail('configure', e)
         self.transition_error = ''
@@ -246,6 +247,8 @@ class SegmentNode(LifecycleNode):
                 setattr(new, p.name, value)
             if self.seg is not None and new.sampler_kwargs() != self.settings.sampler_kwargs():
                 self.seg.set_sampler(**new.sampler_kwargs())
+            if self.seg is not None:
+                self.seg.exposure_floor = new.exposure_floor  # a float: the worker reads it per batch
         except ValueError as e:
             return SetParametersResult(successful=False, reason=str(e))
         self.settings = new
@@ -400,7 +403,7 @@ class SegmentNode(LifecycleNode):
             gpu = (f'{torch.cuda.memory_allocated(seg.device) / 2**20:.1f}' if seg.device.type == 'cuda'
                    else 'n/a')
             extra.update(device=str(seg.device), model=seg.name, precision=seg.precision,
-                         gpu_memory_mb=gpu, sampler=str(seg.sampler),
+                         gpu_memory_mb=gpu, sampler=str(seg.sampler), exposure_floor=seg.exposure_floor,
                          confidence_threshold=self.settings.confidence_threshold,
                          output_resolution=self.settings.output_resolution)
         array = to_diagnostic_array(self.stats.snapshot(), self.get_clock().now().to_msg(),

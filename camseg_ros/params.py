@@ -5,13 +5,13 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from camseg_core.config import SamplerConfig
+from camseg_core.config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig
 
 SAMPLER_PARAMS = ('num_iter', 'steps', 'scheduler', 'temperature', 'ensemble', 'seed')
 # Changeable while the node runs (`ros2 param set`); the others apply on the next configure.
-RUNTIME_PARAMS = SAMPLER_PARAMS + ('confidence_threshold', 'max_wait_ms', 'stamp_offset_warn_ms',
-                                   'mono16_bits', 'output_resolution', 'publish_color', 'publish_overlay',
-                                   'overlay_alpha')
+RUNTIME_PARAMS = SAMPLER_PARAMS + ('exposure_floor', 'confidence_threshold', 'max_wait_ms',
+                                   'stamp_offset_warn_ms', 'mono16_bits', 'output_resolution',
+                                   'publish_color', 'publish_overlay', 'overlay_alpha')
 QOS_CHOICES = ('sensor_data', 'reliable', 'system_default')
 RESOLUTIONS = ('input', 'processing')
 TRANSPORTS = ('raw', 'compressed')
@@ -33,6 +33,7 @@ class NodeSettings:
     temperature: float = 1.0  # sampling noise scale (run time)
     ensemble: int = 1  # samples per frame, majority vote (run time)
     seed: int = 0  # sampler seed; -1 draws a fresh one per frame (run time)
+    exposure_floor: float = DEFAULT_EXPOSURE_FLOOR  # brighten darker frames (mean 0..1) to it; 0: off
     confidence_threshold: float = 0.0  # mask pixels below this confidence are 255 (run time)
     max_wait_ms: float = 500.0  # drop frames that waited longer in the node (receipt -> inference); 0: never
     stamp_offset_warn_ms: float = 1000.0  # warn when clock - header stamp exceeds this (or is negative)
@@ -68,6 +69,7 @@ def check_value(name: str, value, settings: NodeSettings) -> str | None:
     checks = {
         'device': (lambda v: bool(_DEVICE.match(v)), 'must be auto, cpu, cuda or cuda:N'),
         'precision': (lambda v: v in PRECISIONS, f'must be one of {PRECISIONS}'),
+        'exposure_floor': (lambda v: 0.0 <= v < 1.0, 'must be a mean brightness in [0, 1) (0: off)'),
         'confidence_threshold': (lambda v: 0.0 <= v <= 1.0, 'must be in [0, 1]'),
         'max_wait_ms': (lambda v: v >= 0.0, 'must be >= 0 (0 disables the limit)'),
         'stamp_offset_warn_ms': (lambda v: v > 0.0, 'must be > 0'),

@@ -108,7 +108,8 @@ def write_report(out: Path, segmenter, scorer: Scorer, bag: dict, batch_size: in
     summary = {
         'created': datetime.datetime.now().isoformat(timespec='seconds'),
         'model': {'name': getattr(segmenter, 'name', ''), 'device': str(segmenter.device),
-                  'precision': getattr(segmenter, 'precision', ''), 'sampler': asdict(segmenter.sampler)},
+                  'precision': getattr(segmenter, 'precision', ''), 'sampler': asdict(segmenter.sampler),
+                  'exposure_floor': getattr(segmenter, 'exposure_floor', None)},
         'settings': {'batch_size': batch_size},
         'bag': bag,
         'segments': [n for n in results if n != 'all'],

@@ -123,12 +123,18 @@ def test_compressed_images_time_windows(bags, tmp_path):
 
 
 def test_sampler_flags_reach_the_segmenter(bags, tmp_path, capsys):
-    assert _run(bags / 'mcap', tmp_path / 'eval', '--ensemble', '2', '--num-iter', '2') == 0
-    sampler = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())['model']['sampler']
+    assert _run(bags / 'mcap', tmp_path / 'eval', '--ensemble', '2', '--num-iter', '2',
+                '--exposure-floor', '0.25') == 0
+    model = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())['model']
+    sampler = model['sampler']
     assert (sampler['ensemble'], sampler['num_iter'], sampler['steps']) == (2, 2, 2)
+    assert model['exposure_floor'] == 0.25
     with pytest.raises(SystemExit):
         _run(bags / 'mcap', tmp_path / 'eval0', '--ensemble', '0')
     assert 'ensemble' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _run(bags / 'mcap', tmp_path / 'eval1', '--exposure-floor', '1.5')
+    assert 'exposure_floor' in capsys.readouterr().err
 
 
 def test_missing_topic(bags, tmp_path, capsys):

@@ -156,3 +156,16 @@ def test_augment_low_light_darkens_the_image_only():
     assert max(means) < 0.6 and len(set(np.round(means, 3))) == 4
     with pytest.raises(ValueError, match='low_light'):
         AugmentConfig(low_light=1.5).validate()
+
+
+def test_augment_jitter_sets_the_colour_jitter_strength():
+    image, label = _pair(2)
+    spread = {}
+    for jitter in (0.0, 0.5):
+        cfg = AugmentConfig(crop=(64, 128), scale=(1.0, 1.0), flip=0, photometric=1.0, weather=0, noise=0,
+                            low_light=0, jitter=jitter)
+        aug = Augment(cfg, seed=5)
+        spread[jitter] = np.std([aug(image, label)[0].mean() for _ in range(8)])
+    assert spread[0.0] < 0.5 < spread[0.5]  # no jitter: the same image every draw; 0.5: brightness varies
+    with pytest.raises(ValueError, match='jitter'):
+        AugmentConfig(jitter=1.0).validate()

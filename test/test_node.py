@@ -374,6 +374,10 @@ def test_parameters_at_run_time(ros):
     assert not rejected.successful and 'configure' in rejected.reason
     rejected = set_params(ros, confidence_threshold=1.5)
     assert not rejected.successful and 'confidence_threshold' in rejected.reason
+    rejected = set_params(ros, exposure_floor=1.0)
+    assert not rejected.successful and 'exposure_floor' in rejected.reason
+    assert set_params(ros, exposure_floor=0.2).successful
+    ros.wait_stat('camseg', 'exposure_floor', lambda v: v == '0.2')
     assert set_params(ros, steps=2).successful
     ros.wait_stat('camseg', 'sampler', lambda v: 'steps=2' in v)
     assert set_params(ros, confidence_threshold=1, overlay_alpha=1).successful  # integers for floats

@@ -3,11 +3,15 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from camseg_core import Segmenter, preset
 from camseg_core.api import resolve_device
 from camseg_core.checkpoint import build_model
+from camseg_core.config import DEFAULT_EXPOSURE_FLOOR
+from camseg_core.imageops import from_bytes, letterbox
 from camseg_core.labels import IGNORE_INDEX
+from camseg_core.models.baseline import PixelClassifier, baseline_preset
 from camseg_core.models.camseg import vote
 from camseg_core.models.mar import cosine_schedule
 
@@ -95,9 +99,35 @@ def test_options_are_validated():
         Segmenter(model, device='cpu', precision='fp8')
     with pytest.raises(ValueError, match='device'):
         resolve_device('tpu')
+    for floor in (-0.1, 1.0, 'dark'):
+        with pytest.raises(ValueError, match='exposure_floor'):
+            Segmenter(model, device='cpu', exposure_floor=floor)
     if not __import__('torch').cuda.is_available():
         with pytest.raises(ValueError, match='CUDA is not available'):
             resolve_device('cuda')
+
+
+def test_exposure_floor_brightens_dark_frames_only(rng):
+    dark = rng.integers(0, 40, (48, 64, 3), dtype=np.uint8)  # mean brightness about 0.08
+    bright = rng.integers(60, 200, (48, 64, 3), dtype=np.uint8)  # about 0.5
+    for image in (dark, bright):
+        x, _ = letterbox([image], (48, 64), torch.device('cpu'), exposure_floor=0.0)
+        assert torch.equal(x, from_bytes(torch.from_numpy(image).permute(2, 0, 1)[None].float()))
+    lifted, _ = letterbox([dark], (48, 64), torch.device('cpu'), exposure_floor=0.3)
+    plain, _ = letterbox([bright], (48, 64), torch.device('cpu'), exposure_floor=0.3)
+    assert torch.equal(plain, letterbox([bright], (48, 64), torch.device('cpu'))[0])  # bright: unchanged
+    mean = float((lifted + 1).mean() / 2)
+    assert 0.25 < mean < 0.4  # the gamma takes the mean brightness (0.08) to about the floor
+    order = torch.argsort(torch.from_numpy(dark.astype(np.float32)).flatten())  # a monotonic curve:
+    values = lifted[0].permute(1, 2, 0).flatten()[order]  # the pixels keep their order
+    assert (values[1:] >= values[:-1]).all()
+    assert Segmenter.from_preset('tiny', device='cpu').exposure_floor == DEFAULT_EXPOSURE_FLOOR
+    model = PixelClassifier(baseline_preset('micro'))  # random CAM-Seg heads ignore their condition at first
+    seg, seg_off = Segmenter(model, device='cpu'), Segmenter(model, device='cpu', exposure_floor=0.0)
+    a, b = seg.segment(dark), seg_off.segment(dark)
+    assert not np.array_equal(a.confidence, b.confidence)  # the dark frame was brightened before the model
+    a, b = seg.segment(bright), seg_off.segment(bright)
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.confidence, b.confidence)
 
 
 def test_bf16_on_cpu_runs(rng):

@@ -3,17 +3,25 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import DEFAULT_EXPOSURE_FLOOR
+
 SAMPLER_FLAGS = ('num_iter', 'steps', 'ensemble')
 
 
-def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
-    """Add --num-iter, --steps and --ensemble: per-run overrides of the checkpoint's default sampler."""
+def add_inference_flags(parser: argparse.ArgumentParser) -> None:
+    """Add --num-iter, --steps, --ensemble (overrides of the checkpoint's sampler) and --exposure-floor."""
     parser.add_argument('--num-iter', type=int, help='sampler: MAR iterations')
     parser.add_argument('--steps', type=int, help='sampler: diffusion steps per token')
     parser.add_argument('--ensemble', type=int, help='sampler: samples per image (majority vote); default: '
                         "the checkpoint's (demo: 8)")
+    parser.add_argument('--exposure-floor', type=float, metavar='B',
+                        help='brighten images darker than this mean brightness (0-1) to it before segmenting '
+                             f'(default {DEFAULT_EXPOSURE_FLOOR}; 0: off)')
 
 
-def sampler_overrides(args: argparse.Namespace) -> dict:
-    """Return the sampler settings given on the command line; those left out keep the checkpoint's."""
-    return {k: getattr(args, k) for k in SAMPLER_FLAGS if getattr(args, k) is not None}
+def inference_options(args: argparse.Namespace) -> dict:
+    """Return the `Segmenter` options given on the command line (those left out keep their defaults)."""
+    options = {k: getattr(args, k) for k in SAMPLER_FLAGS if getattr(args, k) is not None}
+    if args.exposure_floor is not None:
+        options['exposure_floor'] = args.exposure_floor
+    return options

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..api import load_segmenter
-from . import add_sampler_flags, sampler_overrides
+from . import add_inference_flags, inference_options
 from ..data.datasets import open_dataset
 from ..evaluation.corruptions import SEVERITIES, parse_corruptions
 from ..evaluation.report import evaluate, expand_data_spec
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-ceilings', dest='ceilings', action='store_false',
                    help='skip the resolution and autoencoder ceilings (ground truth resized, or passed '
                         'through the mask autoencoder, and scored like predictions)')
-    add_sampler_flags(p)
+    add_inference_flags(p)
     p.add_argument('--seed', type=int, default=0, help='sampler and corruption seed')
     return p
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1):
         parser.error('--batch-size and --max-images must be >= 1')
-    sampler = sampler_overrides(args)
+    options = inference_options(args)
     try:
         corruptions = parse_corruptions(args.corruptions)
         if not args.severities or any(v not in SEVERITIES for v in args.severities):
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
             raise ValueError(f'two --data specs give the same subset name: {names}')
         datasets = {name: open_dataset(spec) for name, spec in subsets}
         segmenter = load_segmenter(args.checkpoint, device=args.device, precision=args.precision,
-                                   seed=args.seed, **sampler)
+                                   seed=args.seed, **options)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     save = args.save_predictions

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--weather', type=float, default=AugmentConfig.weather, metavar='P',
                    help='probability of the weather augmentation (one of fog, snow, rain) of an augmented '
                         'sample (default %(default)s; 0: off)')
+    p.add_argument('--jitter', type=float, default=AugmentConfig.jitter, metavar='S',
+                   help='colour jitter strength of an augmented sample: brightness, contrast and saturation '
+                        'scaled by up to 1 +- S, hue shifted by up to S / 10 (default %(default)s)')
     p.add_argument('--cache-latents', action='store_true',
                    help='segmenter: encode the data once (no augmentation) and keep the tokens in memory')
     p.add_argument('--cache-copies', type=int, default=0,
@@ -118,6 +121,7 @@ def run(args) -> int:
         args.workers = default_workers(int(os.environ.get('LOCAL_WORLD_SIZE', env.world)))
     opts = StageOptions(stage=args.stage, preset=args.preset, image_size=args.image_size, init=args.init,
                         augment=not args.no_augment, low_light=args.low_light, weather=args.weather,
+                        jitter=args.jitter,
                         cache_latents=args.cache_latents, cache_copies=args.cache_copies,
                         kl_weight=args.kl_weight,
                         class_weight=args.class_weight, mask_weight=args.mask_weight,

@@ -22,6 +22,7 @@ class AugmentConfig:
     scale: tuple[float, float] = (0.75, 1.5)  # random zoom; 1.0 makes the image height equal the crop height
     flip: float = 0.5  # probability of a horizontal flip
     photometric: float = 0.8  # probability of colour jitter
+    jitter: float = 0.3  # colour jitter strength s: brightness, contrast, saturation x [1-s, 1+s], hue +-s/10
     weather: float = 0.3  # probability of one of fog, snow, rain
     noise: float = 0.2  # probability of sensor noise or motion blur
     low_light: float = 0.15  # probability of low light: darker mid-tones, 20-60 % exposure, sensor noise
@@ -35,6 +36,8 @@ class AugmentConfig:
         for name in ('flip', 'photometric', 'weather', 'noise', 'low_light'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'AugmentConfig.{name} is a probability, got {getattr(self, name)}')
+        if not 0.0 <= self.jitter < 1.0:
+            raise ValueError(f'AugmentConfig.jitter must be in [0, 1), got {self.jitter}')
         return self
 
 
@@ -49,7 +52,8 @@ class Augment:
         self.config = (config or AugmentConfig()).validate()
         c = self.config
         self.photo = A.Compose([
-            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03, p=c.photometric),
+            A.ColorJitter(brightness=c.jitter, contrast=c.jitter, saturation=c.jitter, hue=c.jitter / 10,
+                          p=c.photometric),
             A.OneOf([A.RandomFog(fog_coef_range=(0.2, 0.6), alpha_coef=0.1, p=1.0),
                      A.RandomSnow(snow_point_range=(0.1, 0.3), brightness_coeff=1.8, p=1.0),
                      A.RandomRain(rain_type='drizzle', brightness_coefficient=0.8, p=1.0)], p=c.weather),

@@ -217,7 +217,8 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
         'model': {'name': getattr(segmenter, 'name', ''),
                   'model_type': getattr(getattr(segmenter, 'model', None), 'model_type', ''),
                   'device': str(segmenter.device),
-                  'precision': getattr(segmenter, 'precision', ''), 'sampler': asdict(segmenter.sampler)},
+                  'precision': getattr(segmenter, 'precision', ''), 'sampler': asdict(segmenter.sampler),
+                  'exposure_floor': getattr(segmenter, 'exposure_floor', None)},
         'settings': {'batch_size': batch_size, 'max_images': max_images, 'seed': seed,
                      'ceilings': ceilings,
                      'corruptions': list(corruptions), 'severities': list(severities),
@@ -307,6 +308,8 @@ def render_markdown(summary: dict) -> str:
     lines = [f'# camseg evaluation: {model["name"]}', '',
              f'Device `{model["device"]}`, precision `{model["precision"]}`, sampler '
              + ', '.join(f'{k}={v}' for k, v in model['sampler'].items())
+             + (f', exposure floor {model["exposure_floor"]}' if model.get('exposure_floor') is not None
+                else '')
              + f'. Created {summary["created"]}.', '',
              'mIoU averages the classes present in prediction or ground truth (count in "classes");',
              '"AP" is the mean per-class precision the CAM-Seg paper reports; AUROC is for detecting',
