@@ -66,6 +66,8 @@ SETTINGS = {
     'BASE_STEPS': ('1500', '2', 'baseline steps'),
     'BASE_BATCH': ('32', '2', 'baseline batch'),
     'BASE_LR': ('1e-3', '1e-3', 'baseline peak learning rate'),
+    'WEATHER': ('0.6', '0.6', 'weather augmentation probability of the segmenter, decoder and baseline runs'),
+    'JITTER': ('0.5', '0.5', 'colour jitter strength of the segmenter, decoder and baseline runs'),
     'EVAL_BATCH': ('32', '4', 'evaluation batch'),
     'CORRUPTIONS': ('none', 'none', 'camseg-eval --corruptions (all: 8 x VAL_SCENES more images a model)'),
     'SEVERITIES': ('3', '3', 'camseg-eval --severities'),
@@ -109,6 +111,8 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
     common = ['--data', f'generated:{data}', '--image-size', s['IMAGE_SIZE'], *device,
               '--workers', s['LOADER_WORKERS'], '--sample-every', '0']
 
+    augment = ['--weather', s['WEATHER'], '--jitter', s['JITTER']]  # as make demo-model's last rounds
+
     def train(stage, out, steps, batch, lr, warmup_share, *extra):
         return [stage, *common, '--out', str(run / out), '--steps', steps, '--batch-size', batch, '--lr', lr,
                 '--warmup', str(int(steps) // warmup_share), '--save-every', steps, *extra]
@@ -118,7 +122,7 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
     synth = ['--out', str(data), '--workers', s['SYNTH_WORKERS']]
     # the segmenter again on freshly augmented images (weather, low light), like make demo-model's camseg_ll
     tune = train('segmenter', 'camseg_ft', s['SEG_FT_STEPS'], s['SEG_BATCH'], '2e-4', 12, '--init',
-                 str(run / 'camseg'), '--image-stem', '2', '--pixel-stem', '128')
+                 str(run / 'camseg'), '--image-stem', '2', '--pixel-stem', '128', *augment)
     fine_tune = [('segmenter-ft', 'camseg-train', tune)] if int(s['SEG_FT_STEPS']) else []
     segmenter = 'camseg_ft' if fine_tune else 'camseg'
     return [
@@ -131,13 +135,13 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
         ('segmenter', 'camseg-train', train('segmenter', 'camseg', s['SEG_STEPS'], s['SEG_BATCH'],
                                             s['SEG_LR'], 12, '--init', str(run / 'vae'), '--cache-latents',
                                             '--cache-copies', s['CACHE_COPIES'], '--image-stem', '2',
-                                            '--pixel-stem', '128')),
+                                            '--pixel-stem', '128', *augment)),
         *fine_tune,
         ('decoder', 'camseg-train', train('vae', 'camseg_dec', s['DEC_STEPS'], s['VAE_BATCH'], '2e-4', 8,
                                           '--init', str(run / segmenter), '--decoder-only', '--class-weight',
-                                          '1.0', '--generated', s['DEC_GENERATED'])),
+                                          '1.0', '--generated', s['DEC_GENERATED'], *augment)),
         ('baseline', 'camseg-train', train('baseline', 'baseline', s['BASE_STEPS'], s['BASE_BATCH'],
-                                           s['BASE_LR'], 20, '--preset', 'tiny')),
+                                           s['BASE_LR'], 20, '--preset', 'tiny', *augment)),
         ('export', 'export-float16', [str(run / 'camseg_dec'), str(run / 'export'), s['EXPORT_ENSEMBLE']]),
         ('eval-camseg', 'camseg-eval', [*evaluate, '--checkpoint', str(run / 'export'),
                                         '--out', str(run / 'eval_camseg')]),

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from camseg_core.api import Segmenter
+from camseg_core.config import DEFAULT_EXPOSURE_FLOOR
 from camseg_core.data.datasets import open_dataset
 from camseg_core.evaluation.metrics import MetricSuite
 from camseg_core.evaluation.report import expand_data_spec, image_batches
@@ -91,7 +92,7 @@ def variants(cam: torch.Tensor, cam_flip: torch.Tensor, base: torch.Tensor, size
 
 
 def score_subset(cam_model, base_model, sampler, dataset, limit: int, samples: int, batch_size: int,
-                 desc: str) -> dict:
+                 desc: str, exposure_floor: float = DEFAULT_EXPOSURE_FLOOR) -> dict:
     """Run both models once over the first `limit` items and score every variant: name -> summary."""
     suites: dict[str, MetricSuite] = {}
     size = tuple(cam_model.config.image_size)
@@ -99,7 +100,7 @@ def score_subset(cam_model, base_model, sampler, dataset, limit: int, samples: i
     with tqdm(total=limit, desc=desc, unit='img', leave=False) as bar:
         for batch in image_batches(dataset, limit, batch_size):  # images of one size: one placement
             images = [b[1] for b in batch]
-            x, placements = letterbox(images, size, torch.device('cpu'))
+            x, placements = letterbox(images, size, torch.device('cpu'), exposure_floor)  # as Segmenter
             cam = camseg_probs(cam_model, x, sampler, list(range(samples)))
             cam_flip = camseg_probs(cam_model, x.flip(-1), sampler, mirrored).flip(-1)
             base = torch.stack([base_model(x).float().softmax(1),
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
             dataset = open_dataset(spec)
             limit = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
             results[name] = score_subset(cam.model, base.model, cam.sampler, dataset, limit, args.samples,
-                                         args.batch_size, name)
+                                         args.batch_size, name, cam.exposure_floor)
             print(name, {k: round(100 * v['miou'], 1) for k, v in results[name].items()}, flush=True)
     settings = {'checkpoint': args.checkpoint, 'baseline': args.baseline, 'data': args.data,
                 'samples': args.samples, 'sampler': vars(cam.sampler)}
