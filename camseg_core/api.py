@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .checkpoint import build_model, load_pretrained
-from .config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig, preset
+from .config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig, check_exposure_floor, preset
 from .imageops import check_image, check_labels, letterbox, letterbox_labels, restore
 from .profiling import StageTimer
 
@@ -59,10 +59,7 @@ class Segmenter:
                  exposure_floor: float = DEFAULT_EXPOSURE_FLOOR, **sampler):
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
-        if not (isinstance(exposure_floor, (int, float)) and 0.0 <= exposure_floor < 1.0):
-            raise ValueError(f'exposure_floor is a mean brightness in [0, 1) (0: off), '
-                             f'got {exposure_floor!r}')
-        self.exposure_floor = float(exposure_floor)
+        self.exposure_floor = check_exposure_floor(exposure_floor)
         self.device = resolve_device(device)
         self.precision = precision
         self.max_pixels = int(max_pixels or DEFAULT_MAX_PIXELS)

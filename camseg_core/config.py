@@ -15,6 +15,13 @@ SCHEDULERS = ('ddpm', 'ddim')
 DEFAULT_EXPOSURE_FLOOR = 0.3
 
 
+def check_exposure_floor(value) -> float:
+    """Return `value` as an exposure floor (a mean brightness in [0, 1), 0: off); ValueError otherwise."""
+    if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+        raise ValueError(f'exposure_floor is a mean brightness in [0, 1) (0: off), got {value!r}')
+    return float(value)
+
+
 @dataclass
 class AutoencoderConfig:
     """KL autoencoder (diffusers `AutoencoderKL`) shared by the image and the maskige streams."""

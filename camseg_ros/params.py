@@ -5,7 +5,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from camseg_core.config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig
+from camseg_core.config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig, check_exposure_floor
 
 SAMPLER_PARAMS = ('num_iter', 'steps', 'scheduler', 'temperature', 'ensemble', 'seed')
 # Changeable while the node runs (`ros2 param set`); the others apply on the next configure.
@@ -66,10 +66,15 @@ def check_value(name: str, value, settings: NodeSettings) -> str | None:
         except (ValueError, TypeError) as e:
             return str(e)
         return None
+    if name == 'exposure_floor':  # the Segmenter's own check
+        try:
+            check_exposure_floor(value)
+        except ValueError as e:
+            return str(e)
+        return None
     checks = {
         'device': (lambda v: bool(_DEVICE.match(v)), 'must be auto, cpu, cuda or cuda:N'),
         'precision': (lambda v: v in PRECISIONS, f'must be one of {PRECISIONS}'),
-        'exposure_floor': (lambda v: 0.0 <= v < 1.0, 'must be a mean brightness in [0, 1) (0: off)'),
         'confidence_threshold': (lambda v: 0.0 <= v <= 1.0, 'must be in [0, 1]'),
         'max_wait_ms': (lambda v: v >= 0.0, 'must be >= 0 (0 disables the limit)'),
         'stamp_offset_warn_ms': (lambda v: v > 0.0, 'must be > 0'),
