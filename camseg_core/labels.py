@@ -5,6 +5,7 @@ from here.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +103,7 @@ def encode_maskige(train_ids: torch.Tensor) -> torch.Tensor:
 
     train_ids: (N, H, W) integer tensor. Returns (N, 3, H, W) float on the same device.
     """
-    lut = torch.as_tensor(_COLOR_LUT, device=train_ids.device, dtype=torch.float32)
+    lut = _on_device('lut', train_ids.device)
     rgb = lut[train_ids.long()]  # (N, H, W, 3)
     return rgb.permute(0, 3, 1, 2) / 127.5 - 1.0
 
@@ -110,6 +111,19 @@ def encode_maskige(train_ids: torch.Tensor) -> torch.Tensor:
 # The colours a maskige decoder chooses from: the NUM_CLASSES class colours, then black for void (ignore).
 VOID_SLOT = NUM_CLASSES  # index of the void colour among the decoding colours
 _DECODE_COLORS = np.vstack([PALETTE, np.array([IGNORE_COLOR], dtype=np.uint8)])  # (NUM_CLASSES + 1, 3)
+
+
+@functools.lru_cache(maxsize=None)
+def _on_device(table: str, device: torch.device) -> torch.Tensor:
+    """Return a colour table ('lut': trainId -> colour, 'decode': decoding colours) as float32 on `device`.
+
+    Copied once per device: a copy from host memory in every training step would make the host wait.
+    Callers must not modify it.
+    """
+    table = _COLOR_LUT if table == 'lut' else _DECODE_COLORS
+    return torch.as_tensor(table, dtype=torch.float32, device=device)
+
+
 # Spread of a decoded colour around its palette colour, in 0..255 units: the scale of the class logits
 # (bus and train, the closest pair of class colours, lie 20 apart).
 COLOR_SIGMA = 10.0
@@ -122,8 +136,7 @@ def maskige_logits(images: torch.Tensor, sigma: float = COLOR_SIGMA) -> torch.Te
     Returns (N, NUM_CLASSES + 1, H, W) float32 logits; the last slot is void (black). The squared distances
     are one matmul: |x|^2 - 2 x.c + |c|^2.
     """
-    colors = torch.as_tensor(_DECODE_COLORS, device=images.device, dtype=torch.float32)
-    colors = colors / 127.5 - 1.0  # (K+1, 3)
+    colors = _on_device('decode', images.device) / 127.5 - 1.0  # (K+1, 3)
     x = images.float()
     dot = torch.einsum('nchw,kc->nkhw', x, colors)  # (N, K+1, H, W)
     d2 = (x * x).sum(1, keepdim=True) - 2 * dot + (colors * colors).sum(1)[None, :, None, None]

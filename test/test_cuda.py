@@ -1,9 +1,12 @@
 """CUDA-only checks (marker `cuda`; every test skips with a reason on a machine without CUDA).
 
 bf16 and fp16 agree with fp32, CUDA-graph and eager sampling agree, stage timing synchronises the model's
-device (cuda:N), and a few bf16 training steps resumed from a checkpoint restore the CUDA random state.
+device (cuda:N), a few bf16 training steps resumed from a checkpoint restore the CUDA random state, and
+launching a training step never makes the host wait for the device.
 Run them on a GPU machine with `python -m pytest -m cuda test/test_cuda.py` (scripts/gpu_check.sh does).
 """
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +18,10 @@ from camseg_core.cli.synth import main as synth
 from camseg_core.cli.train import main as train
 from camseg_core.data.synth import SceneConfig, render_scene
 from camseg_core.profiling import StageTimer
+from camseg_core.training import TrainConfig, Trainer
+from camseg_core.training.build import build_stage_model
+from camseg_core.training.loop import Dist
+from camseg_core.training.stages import StageOptions, step_module
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')]
@@ -115,3 +122,26 @@ def test_bf16_training_resume_restores_the_cuda_rng(tmp_path):
     for k in a:
         if a[k].is_floating_point():
             torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-3, msg=k)
+
+
+@pytest.mark.parametrize('stage, name', [('vae', 'tiny'), ('baseline', 'micro')])
+def test_launching_a_training_step_never_waits_for_the_device(tmp_path, stage, name):
+    """A small model is bound by the host's kernel launches unless the host runs ahead of the device."""
+    opts = StageOptions(stage, preset=name, image_size=(32, 64), class_weight=2.0, mask_weight=4.0)
+    model = build_stage_model(opts)
+    torch.manual_seed(0)
+    labels = torch.randint(0, 19, (2, 32, 64))
+    labels[:, :4] = 255  # void rows, as letterboxing leaves them
+    batch = {'image': torch.rand(2, 3, 32, 64, device='cuda') * 2 - 1, 'label': labels.cuda()}
+    config = TrainConfig(out=tmp_path, steps=10, warmup=1, precision='bf16', save_every=10, sample_every=0)
+    trainer = Trainer(config, Dist(device=torch.device('cuda')), model, step_module(opts, model),
+                      lambda start: iter(lambda: batch, None), None, {'stage': stage})
+    trainer._read(trainer._optimise(batch))  # first step: lazy initialisation, allocations, library handles
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')  # any synchronising call in a launch raises, naming itself
+    try:
+        launched = [trainer._optimise(batch) for _ in range(3)]
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    losses = [trainer._read(readout)[0] for readout in launched]
+    assert all(math.isfinite(loss) for loss in losses) and trainer.losses[-3:] == losses

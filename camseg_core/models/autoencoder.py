@@ -20,15 +20,15 @@ def class_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
     averages the overlap of the classes present.
     """
     k = logits.shape[1]
-    counts = torch.bincount(targets.flatten(), minlength=k).float()  # (K,)
-    present = counts > 0
-    weight = torch.where(present, counts.clamp_min(1).rsqrt(), torch.zeros_like(counts))
+    onehot = F.one_hot(targets, k).permute(0, 3, 1, 2).float()  # (N, K, H, W)
+    counts = onehot.sum((0, 2, 3))  # (K,); no bincount or boolean indexing: neither waits for the device
+    present = (counts > 0).float()
+    weight = counts.clamp_min(1).rsqrt() * present
     ce = F.cross_entropy(logits.float(), targets, weight=weight)  # normalised by the summed pixel weights
     probs = logits.float().softmax(1)  # (N, K, H, W)
-    onehot = F.one_hot(targets, k).permute(0, 3, 1, 2).float()
     inter = (probs * onehot).sum((0, 2, 3))
     total = probs.sum((0, 2, 3)) + counts
-    dice = 1 - ((2 * inter + 1) / (total + 1))[present].mean()
+    dice = 1 - ((2 * inter + 1) / (total + 1) * present).sum() / present.sum().clamp_min(1)
     return ce, dice
 
 
@@ -106,15 +106,15 @@ class KLAutoencoder(nn.Module):
             weights = torch.ones_like(err)
             weights[-m:] = mask_weight
             rec = (err * weights).sum() / weights.sum()
-            logs['recon_mask'] = err[-m:].mean().item()
+            logs['recon_mask'] = err[-m:].mean().detach()
         loss = rec
         kl = dist.kl().mean() / images[0].numel()
         if labels is not None and class_weight > 0:
             m = labels.shape[0]
             ce, dice = self._class_losses(recon[-m:], None if features is None else features[-m:], labels)
             loss = loss + class_weight * (ce + dice)
-            logs['class_ce'], logs['class_dice'] = ce.item(), dice.item()
-        return loss + kl_weight * kl, {'recon': rec.item(), 'kl': kl.item(), **logs}
+            logs['class_ce'], logs['class_dice'] = ce.detach(), dice.detach()
+        return loss + kl_weight * kl, {'recon': rec.detach(), 'kl': kl.detach(), **logs}
 
     def mask_decoder_loss(self, latents: torch.Tensor, labels: torch.Tensor,
                           class_weight: float) -> tuple[torch.Tensor, dict]:
@@ -127,8 +127,8 @@ class KLAutoencoder(nn.Module):
         recon, features = self._decode_raw(latents / self.scaling_factor)
         rec = recon_error(recon, encode_maskige(labels)).mean()
         ce, dice = self._class_losses(recon, features, labels)
-        logs = {'recon_generated': rec.item(), 'class_ce_generated': ce.item(),
-                'class_dice_generated': dice.item()}
+        logs = {'recon_generated': rec.detach(), 'class_ce_generated': ce.detach(),
+                'class_dice_generated': dice.detach()}
         return rec + class_weight * (ce + dice), logs
 
     def _class_losses(self, recon: torch.Tensor, features: torch.Tensor | None,

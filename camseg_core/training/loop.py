@@ -2,8 +2,9 @@
 
 AdamW, warm-up + cosine/constant schedule, EMA, clipping, autocast, resumable checkpoints, TensorBoard, tqdm
 and DistributedDataParallel (started by torchrun, no code change). A stage hands over the full `model` (what
-is saved), a `step_module` whose forward(batch) returns (loss, {name: float}) and whose trainable parameters
-belong to `model`, a batch iterator factory and a preview.
+is saved), a `step_module` whose forward(batch) returns (loss, {name: scalar tensor or float}) and whose
+trainable parameters belong to `model`, a batch iterator factory and a preview. Each step is read (loss, grad
+norm, logs) one step after its launch, so the host does not wait for the device between steps.
 """
 from __future__ import annotations
 
@@ -218,7 +219,8 @@ class Trainer:
             if self.ema_buffers:
                 torch._foreach_copy_(self.ema_buffers, self.model_buffers)
 
-    def _optimise(self, batch: dict) -> tuple[float, float, dict]:
+    def _optimise(self, batch: dict) -> dict:
+        """Launch one step and return its readout (`_read`); nothing here waits for the device."""
         cfg, dev = self.cfg, self.env.device
         lr = cfg.lr_at(self.step)
         for group in self.optimizer.param_groups:
@@ -229,11 +231,6 @@ class Trainer:
         if self.env.world > 1:
             dist.all_reduce(value)
             value /= self.env.world
-        value = value.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f'non-finite loss ({value}) at step {self.step + 1}; the last checkpoint in '
-                                f'{self.out} is from step {self.last_saved}. Lower --lr, raise --warmup, or '
-                                f'use --precision fp32.')
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -242,7 +239,33 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self._update_ema()
-        return value, float(norm), {**logs, 'lr': lr}
+        readout = {'step': self.step + 1, 'lr': lr, 'logs': logs, 'event': None,
+                   'values': torch.stack([value, norm.detach().float()])}
+        if dev.type == 'cuda':  # copied while the device runs on; read once the event has passed
+            readout['values'] = readout['values'].to('cpu', non_blocking=True)
+            readout['event'] = torch.cuda.Event()
+            readout['event'].record()
+        return readout
+
+    def _read(self, readout: dict | None) -> tuple[float, float] | None:
+        """Return (loss, grad norm) of a launched step, waiting for it only; NonFiniteLoss if the loss is.
+
+        Steps are read one behind the launches, so the host queues step t + 1 while the device runs step t:
+        a small model is otherwise bound by the host's launches. A non-finite loss is still caught before
+        anything is saved, since `save` reads every launched step first.
+        """
+        if readout is None:
+            return None
+        if readout['event'] is not None:
+            readout['event'].synchronize()
+        loss, norm = (float(v) for v in readout['values'])
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(f'non-finite loss ({loss}) at step {readout["step"]}; the last checkpoint in '
+                                f'{self.out} is from step {self.last_saved}. Lower --lr, raise --warmup, or '
+                                f'use --precision fp32.')
+        self.last_loss = loss
+        self.losses.append(loss)
+        return loss, norm
 
     def _sample(self) -> None:
         grid = self.preview(self.ema)
@@ -250,6 +273,21 @@ class Trainer:
         folder = self.out / 'samples'
         folder.mkdir(exist_ok=True)
         cv2.imwrite(str(folder / f'step_{self.step:07d}.png'), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+    def _report(self, readout: dict | None, bar) -> None:
+        """Read a launched step (`_read`) and show it: progress bar, and TensorBoard every log_every steps."""
+        read = self._read(readout)
+        if read is None:
+            return
+        (loss, norm), step, cfg = read, readout['step'], self.cfg
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f'{loss:.4f}', lr=f'{readout["lr"]:.2e}')
+        if self.env.main and (step % cfg.log_every == 0 or step == 1):
+            now = time.perf_counter()
+            for key, val in {'loss': loss, 'grad_norm': norm, **readout['logs'], 'lr': readout['lr']}.items():
+                self.writer.add_scalar(f'train/{key}', float(val), step)
+            self.writer.add_scalar('train/sec_per_step', (now - self.tick) / cfg.log_every, step)
+            self.tick = now
 
     def train(self) -> int:
         """Run from `self.step` to `config.steps` (or `stop_after`); returns the step reached."""
@@ -262,27 +300,23 @@ class Trainer:
         batches = self.batches(self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.meta.get('stage', 'train'), disable=not main,
                    dynamic_ncols=True)
-        tick = time.perf_counter()
+        self.tick = time.perf_counter()
+        pending = None  # the last launched step, not read yet
         try:
             while self.step < cfg.steps:
                 if cfg.stop_after is not None and self.step >= cfg.stop_after:
                     break
-                loss, norm, logs = self._optimise(next(batches))
+                launched = self._optimise(next(batches))
                 self.step += 1
-                self.last_loss = loss
-                self.losses.append(loss)
-                bar.update(1)
-                bar.set_postfix(loss=f'{loss:.4f}', lr=f'{logs["lr"]:.2e}')
-                if main and (self.step % cfg.log_every == 0 or self.step == 1):
-                    now = time.perf_counter()
-                    for key, val in {'loss': loss, 'grad_norm': norm, **logs}.items():
-                        self.writer.add_scalar(f'train/{key}', val, self.step)
-                    self.writer.add_scalar('train/sec_per_step', (now - tick) / cfg.log_every, self.step)
-                    tick = now
+                self._report(pending, bar)
+                pending = launched
                 if main and self.preview and cfg.sample_every and self.step % cfg.sample_every == 0:
                     self._sample()
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                    self._report(pending, bar)
+                    pending = None
                     self.save()
+            self._report(pending, bar)
         finally:
             bar.close()
             if self.writer is not None:
