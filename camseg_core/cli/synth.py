@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from camseg_core.data.bagwriter import STORAGES, DriveConfig, write_drive_bag
 from camseg_core.data.synth import SceneConfig, render_scene
 from camseg_core.data.weather import FOG_BETAS, apply_weather, fog_condition_name, parse_condition
 
@@ -125,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--frames', type=int, default=80,
                    help='bag frames (a multiple of 4: clear/fog/snow/night)')
     p.add_argument('--fps', type=float, default=10.0, help='bag frame rate')
-    p.add_argument('--storage', default='mcap', choices=sorted(STORAGES), help='bag storage plugin')
+    p.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'), help='bag storage plugin')
     return p
 
 
@@ -142,7 +141,8 @@ def main(argv=None) -> int:
         if args.out is not None:
             write_dataset(args.out, args.num, args.split, args.seed, args.size, conditions,
                           workers=args.workers)
-        if args.bag is not None:
+        if args.bag is not None:  # rosbags only here: the datasets need none (a bare GPU machine has none)
+            from camseg_core.data.bagwriter import DriveConfig, write_drive_bag
             cfg = DriveConfig(frames=args.frames, fps=args.fps, height=args.size[0], width=args.size[1],
                               storage=args.storage, seed=args.seed)
             info = write_drive_bag(args.bag, cfg)
