@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from camseg_core.evaluation import plots
 from camseg_core.evaluation.metrics import MetricSuite, latency_summary
-from camseg_core.evaluation.report import render_markdown
+from camseg_core.evaluation.report import describe_model, render_markdown
 from camseg_ros.bagio import BagError
 
 MAX_PENDING = 512  # images / labels waiting for their partner (by header stamp) before being dropped
@@ -107,9 +106,7 @@ def write_report(out: Path, segmenter, scorer: Scorer, bag: dict, batch_size: in
         figures += [plots.plot_samples(scorer.samples, out / 'samples.png')] if scorer.samples else []
     summary = {
         'created': datetime.datetime.now().isoformat(timespec='seconds'),
-        'model': {'name': getattr(segmenter, 'name', ''), 'device': str(segmenter.device),
-                  'precision': getattr(segmenter, 'precision', ''), 'sampler': asdict(segmenter.sampler),
-                  'exposure_floor': getattr(segmenter, 'exposure_floor', None)},
+        'model': describe_model(segmenter),
         'settings': {'batch_size': batch_size},
         'bag': bag,
         'segments': [n for n in results if n != 'all'],

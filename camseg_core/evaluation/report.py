@@ -157,6 +157,18 @@ def _ceilings(segmenter, dataset, limit: int, batch_size: int, desc: str) -> dic
     return result
 
 
+def describe_model(segmenter) -> dict:
+    """Return the `model` block of a metrics.json: what ran (name, type, device, precision, sampler, floor).
+
+    `segmenter` is a `Segmenter`, or any object with its `device` and `sampler` (a node's answer, say).
+    """
+    return {'name': getattr(segmenter, 'name', ''),
+            'model_type': getattr(getattr(segmenter, 'model', None), 'model_type', ''),
+            'device': str(segmenter.device), 'precision': getattr(segmenter, 'precision', ''),
+            'sampler': asdict(segmenter.sampler),
+            'exposure_floor': getattr(segmenter, 'exposure_floor', None)}
+
+
 def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_images: int | None = None,
              corruptions=(), severities=SEVERITIES, save_predictions: str | Path | None = None,
              seed: int = 0, num_samples: int = 3, ceilings: bool = True) -> dict:
@@ -214,11 +226,7 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
 
     summary = {
         'created': datetime.datetime.now().isoformat(timespec='seconds'),
-        'model': {'name': getattr(segmenter, 'name', ''),
-                  'model_type': getattr(getattr(segmenter, 'model', None), 'model_type', ''),
-                  'device': str(segmenter.device),
-                  'precision': getattr(segmenter, 'precision', ''), 'sampler': asdict(segmenter.sampler),
-                  'exposure_floor': getattr(segmenter, 'exposure_floor', None)},
+        'model': describe_model(segmenter),
         'settings': {'batch_size': batch_size, 'max_images': max_images, 'seed': seed,
                      'ceilings': ceilings,
                      'corruptions': list(corruptions), 'severities': list(severities),
