@@ -16,9 +16,9 @@ Settings are environment (or make command-line) variables, listed in SETTINGS wi
 CPU), which test/test_gpu_recipe.py runs. Where diffusers, albumentations or rosbags do not import (the GPU
 machine's Python 3.12), the wheels in WHEELS are installed into WHEEL_SITE first (README, "One GPU recipe").
 
-On an NVIDIA H200 with 16 cores it took 323-333 s before segmenter-ft existed (per stage: vae 79-86 s,
-segmenter 88-95 s with its caching, decoder 47 s, baseline 34-38 s, both evaluations 30-32 s, the rest
-35-40 s; docs/gpu_recipe.md). segmenter-ft is not yet timed on a GPU: about 60 s from those rates.
+On an NVIDIA H200 with 16 cores these settings took 405 s (2026-11-27, docs/gpu_recipe.md run 3; per stage:
+vae 115 s, segmenter 89 s with its caching, segmenter-ft 42 s, decoder 41 s, baseline 48 s, both evaluations
+30 s, the rest 36 s).
 """
 from __future__ import annotations
 
