@@ -252,7 +252,7 @@ class Trainer:
 
         Steps are read one behind the launches, so the host queues step t + 1 while the device runs step t:
         a small model is otherwise bound by the host's launches. A non-finite loss is still caught before
-        anything is saved, since `save` reads every launched step first.
+        anything is saved: `train` reads every launched step before it calls `save`.
         """
         if readout is None:
             return None
