@@ -57,21 +57,22 @@ class NodeSettings:
         return kw
 
 
+def _refusal(check, *args) -> str | None:
+    """Return the message of the ValueError or TypeError that `check(*args)` raises (None: it passed)."""
+    try:
+        check(*args)
+    except (ValueError, TypeError) as e:
+        return str(e)
+    return None
+
+
 def check_value(name: str, value, settings: NodeSettings) -> str | None:
     """Return why `value` is invalid for parameter `name` given the other `settings` (None: valid)."""
-    if name in SAMPLER_PARAMS:
+    if name in SAMPLER_PARAMS:  # the sampler's own check, on the settings with this value
         candidate = dataclasses.replace(settings, **{name: value})
-        try:
-            SamplerConfig(**candidate.sampler_kwargs()).validate()
-        except (ValueError, TypeError) as e:
-            return str(e)
-        return None
+        return _refusal(lambda: SamplerConfig(**candidate.sampler_kwargs()).validate())
     if name == 'exposure_floor':  # the Segmenter's own check
-        try:
-            check_exposure_floor(value)
-        except ValueError as e:
-            return str(e)
-        return None
+        return _refusal(check_exposure_floor, value)
     checks = {
         'device': (lambda v: bool(_DEVICE.match(v)), 'must be auto, cpu, cuda or cuda:N'),
         'precision': (lambda v: v in PRECISIONS, f'must be one of {PRECISIONS}'),
