@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib.util
+import json
 import os
 import shlex
 import shutil
@@ -57,6 +58,7 @@ SETTINGS = {
     'VAE_LR': ('5e-4', '5e-4', 'autoencoder peak learning rate'),
     'VAE_MASK_WEIGHT': ('4', '4', 'weight of the maskige reconstruction error against the images\''),
     'VAE_CLASS_WEIGHT': ('2.0', '2.0', 'weight of the class losses on decoded maskiges'),
+    'VAE_HEAD_WIDTH': ('0', '8', 'width of the class refinement (camseg-train --class-head-width; 0: none)'),
     'SEG_STEPS': ('1200', '2', 'segmenter steps'),
     'SEG_BATCH': ('64', '2', 'segmenter batch'),
     'SEG_LR': ('4e-4', '4e-4', 'segmenter peak learning rate'),
@@ -134,7 +136,8 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
                                        '--size', s['VAL_SIZE'], '--conditions', s['CONDITIONS']]),
         ('vae', 'camseg-train', train('vae', 'vae', s['VAE_STEPS'], s['VAE_BATCH'], s['VAE_LR'], 20,
                                       '--preset', 'tiny', '--class-weight', s['VAE_CLASS_WEIGHT'],
-                                      '--mask-weight', s['VAE_MASK_WEIGHT'])),
+                                      '--mask-weight', s['VAE_MASK_WEIGHT'],
+                                      '--class-head-width', s['VAE_HEAD_WIDTH'])),
         ('segmenter', 'camseg-train', train('segmenter', 'camseg', s['SEG_STEPS'], s['SEG_BATCH'],
                                             s['SEG_LR'], 12, '--init', str(run / 'vae'), '--cache-latents',
                                             '--cache-copies', s['CACHE_COPIES'], '--image-stem', '2',
@@ -152,7 +155,26 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
                                           '--out', str(run / 'eval_baseline')]),
         ('compare', 'camseg-compare', [f'camseg={run / "eval_camseg"}', f'baseline={run / "eval_baseline"}',
                                        '--out', str(run / 'comparison')]),
+        # the autoencoder ceiling before the decoder run (the segmenter stages leave the autoencoder alone)
+        ('ceiling-vae', 'camseg-eval', ['--data', f'cityscapes:{data}:val', *device, '--batch-size',
+                                        s['EVAL_BATCH'], '--corruptions', 'none', '--ensemble', '1',
+                                        '--steps', '4', '--checkpoint', str(run / 'vae'),
+                                        '--out', str(run / 'ceiling_vae')]),
     ]
+
+
+def ceiling_line(run: Path) -> str:
+    """Return the summary's line on the autoencoder ceiling of the vae stage and of the export (clear)."""
+    def ceilings(name, subset):
+        data = json.loads((run / name / 'metrics.json').read_text())['datasets'][subset]['ceilings']
+        return {k: 100 * data[k]['miou'] for k in ('autoencoder', 'resolution')}
+
+    vae, export = ceilings('ceiling_vae', 'cityscapes:val'), ceilings('eval_camseg', 'clear')
+    res = export['resolution']
+    return (f'Autoencoder ceiling on clear validation scenes (mIoU, %): {vae["autoencoder"]:.1f} after the '
+            f'vae stage, {export["autoencoder"]:.1f} in the export (after the decoder run); resolution '
+            f'ceiling {res:.1f}; share of it {100 * vae["autoencoder"] / res:.1f} / '
+            f'{100 * export["autoencoder"] / res:.1f} %.\n\n')
 
 
 def export_float16(argv: list[str]) -> int:
@@ -252,7 +274,8 @@ def main() -> int:
         table = (run / 'comparison' / 'comparison.md').read_text()
         note = 'export-float16 CKPT OUT N: camseg_core.checkpoint.export_pretrained(CKPT, OUT, ensemble=N)'
         f.write(f'| total | {total:.1f} |\n\nCommands ({note}):\n\n```\n' + '\n'.join(commands)
-                + '\n```\n\n' + table.replace('](comparison.png)', '](comparison/comparison.png)'))
+                + '\n```\n\n' + ceiling_line(run)
+                + table.replace('](comparison.png)', '](comparison/comparison.png)'))
     print(f'gpu-recipe: done in {total:.0f} s; see {summary}', flush=True)
     return 0
 

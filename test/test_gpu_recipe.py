@@ -3,6 +3,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def test_settings_come_from_the_environment_or_the_gpu_or_toy_values():
 def test_every_stage_command_parses():
     stages = recipe.stages(recipe.settings({}))
     names = ['synth-train', 'synth-val', 'vae', 'segmenter', 'segmenter-ft', 'decoder', 'baseline', 'export',
-             'eval-camseg', 'eval-baseline', 'compare']
+             'eval-camseg', 'eval-baseline', 'compare', 'ceiling-vae']
     assert [name for name, _, _ in stages] == names
     for name, program, argv in stages:
         if program in PARSERS:
@@ -86,10 +87,13 @@ def test_toy_recipe_runs_end_to_end(tmp_path):
     assert {'clear', 'fog', 'fog_beta0.005', 'fog_beta0.02', 'snow', 'rain', 'night'} <= subsets
     summary = (run / 'summary.md').read_text()
     for stage in ('synth-train', 'synth-val', 'vae', 'segmenter', 'segmenter-ft', 'decoder', 'baseline',
-                  'export', 'eval-camseg', 'eval-baseline', 'compare', 'total'):
+                  'export', 'eval-camseg', 'eval-baseline', 'compare', 'ceiling-vae', 'total'):
         assert f'| {stage} | ' in summary, stage
         assert (stage == 'total') or (run / 'logs' / f'{stage}.log').is_file(), stage
     assert '## mIoU' in summary and 'camseg-train segmenter' in summary
+    assert re.search(r'Autoencoder ceiling .*: \d+\.\d after the vae stage, \d+\.\d in the export', summary)
+    autoencoder = json.loads((run / 'vae' / 'config.json').read_text())['config']['autoencoder']
+    assert autoencoder['class_head_width'] == 8
     # A second run replaces the first; a folder that holds something else is left alone.
     other = tmp_path / 'other'
     (other / 'keep').mkdir(parents=True)
