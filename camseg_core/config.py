@@ -34,8 +34,6 @@ class AutoencoderConfig:
     scaling_factor: float = 0.2325  # latents are multiplied by this before the transformer sees them
     class_head: bool = False  # a learned 3x3 conv from the last decoder features to class scores (+ void),
     # used to decode masks instead of the nearest palette colour (GSS's learned inverse mapping)
-    class_head_width: int = 0  # with class_head: width of a residual refinement of its scores (two 3x3
-    # convolutions over the same features, then a 1x1 to the scores, added); 0: the single 3x3 conv
 
     @property
     def stride(self) -> int:
@@ -43,9 +41,6 @@ class AutoencoderConfig:
         return 2 ** (len(self.channel_mult) - 1)
 
     def validate(self) -> None:
-        if self.class_head_width < 0 or (self.class_head_width and not self.class_head):
-            raise ValueError(f'class_head_width must be >= 0 and needs class_head, got '
-                             f'{self.class_head_width} with class_head={self.class_head}')
         if self.stride not in (8, 16):
             raise ValueError(f'autoencoder stride must be 8 or 16, got {self.stride} '
                              f'(channel_mult has {len(self.channel_mult)} levels)')

@@ -144,38 +144,6 @@ def test_vae_decoder_only_keeps_the_tokens_and_the_segmenter(tmp_path, data):
             step_module(opts, load_pretrained(seg)[0])
 
 
-def test_class_refinement_starts_as_the_head_and_trains_alone_with_the_decoder(tmp_path, data):
-    vae, seg, refined = tmp_path / 'vae', tmp_path / 'seg', tmp_path / 'refined'
-    assert train(['vae', '--data', data, '--out', str(vae), '--steps', '1', '--sample-every', '0',
-                  *FAST]) == 0
-    assert train(['segmenter', '--init', str(vae), '--data', data, '--out', str(seg), '--steps', '1',
-                  '--sample-every', '0', *FAST[2:]]) == 0
-    plain = load_pretrained(seg)[0]
-    grown = build_stage_model(StageOptions('vae', init=seg, decoder_only=True, class_weight=1,
-                                           class_head_width=8))
-    assert grown.config.autoencoder.class_head_width == 8 and plain.autoencoder.class_refine is None
-    z = plain.autoencoder.encode(encode_maskige(torch.randint(0, 19, (2, 32, 64))))
-    with torch.no_grad():  # the refinement's last layer starts at zero: the scores are the head's
-        assert torch.allclose(grown.autoencoder.decode_classes(z), plain.autoencoder.decode_classes(z),
-                              atol=1e-5)
-    assert train(['vae', '--init', str(seg), '--data', data, '--out', str(refined), '--steps', '2',
-                  '--sample-every', '0', '--decoder-only', '--class-weight', '1', '--class-head-width', '8',
-                  *FAST[2:]]) == 0
-    model = load_pretrained(refined)[0]
-    assert model.config.autoencoder.class_head_width == 8
-    after, before = model.state_dict(), plain.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before
-               if k.startswith(('autoencoder.vae.encoder.', 'transformer.', 'head.')))
-    assert after['autoencoder.class_refine.4.weight'].abs().sum() > 0  # trained
-    segment_once(refined)
-    again = build_stage_model(StageOptions('vae', init=refined, decoder_only=True, class_weight=1))
-    assert again.config.autoencoder.class_head_width == 8  # kept from the init without the flag
-    for opts in (StageOptions('segmenter', init=seg, class_head_width=8),
-                 StageOptions('vae', class_head_width=-1)):
-        with pytest.raises(ValueError, match='--class-head-width is a width >= 0 for the vae stage'):
-            build_stage_model(opts)
-
-
 def test_vae_fine_tuned_whole_keeps_the_generator_for_the_next_segmenter(tmp_path, data):
     """A whole-autoencoder run from a segmenter keeps its generator; the next segmenter continues it."""
     vae, seg, whole, cont = (tmp_path / name for name in ('vae', 'seg', 'whole', 'cont'))

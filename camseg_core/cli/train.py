@@ -98,10 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
                         'training labels, (share / median share) ** -A clipped to [0.1, 10] (0: off)')
     p.add_argument('--mask-weight', type=float, default=1.0,
                    help='vae: weight of the maskige reconstruction error relative to the images')
-    p.add_argument('--class-head-width', type=int, metavar='W',
-                   help='vae: give the class head a residual refinement of width W (two 3x3 convolutions '
-                        "and a 1x1 added to its scores; 0: none); default: the --init checkpoint's, "
-                        'else none')
     p.add_argument('--decoder-only', action='store_true',
                    help='vae: fine-tune only the decoder and class head of a segmenter checkpoint (--init), '
                         'on maskiges, with --class-weight > 0; the encoder stays frozen, so the segmenter '
@@ -131,7 +127,7 @@ def run(args) -> int:
                         class_weight=args.class_weight, mask_weight=args.mask_weight,
                         image_stem=args.image_stem, pixel_stem=args.pixel_stem, rare_weight=args.rare_weight,
                         decoder_only=args.decoder_only, generated=args.generated,
-                        class_head_width=args.class_head_width, workers=args.workers)
+                        workers=args.workers)
     config = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr if args.lr is not None else DEFAULT_LR[args.stage],
                          weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule,

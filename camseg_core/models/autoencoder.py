@@ -38,18 +38,6 @@ def recon_error(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (diff.abs() + diff ** 2).mean((1, 2, 3))
 
 
-def _refinement(channels: int, width: int) -> nn.Sequential:
-    """Return two 3x3 convolutions of `width` and a 1x1 to class scores, for adding to the class head's.
-
-    The 1x1 starts at zero, so a head that gains the refinement decodes exactly as before until trained.
-    """
-    out = nn.Conv2d(width, NUM_CLASSES + 1, 1)
-    nn.init.zeros_(out.weight)
-    nn.init.zeros_(out.bias)
-    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.SiLU(),
-                         nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), out)
-
-
 class KLAutoencoder(nn.Module):
     """Encodes (N, 3, H, W) images in [-1, 1] into scaled latents (N, C, H/s, W/s) and back."""
 
@@ -69,9 +57,8 @@ class KLAutoencoder(nn.Module):
             scaling_factor=config.scaling_factor,
         )
         # class scores (NUM_CLASSES + void) from the features the decoder's conv_out turns into colours
-        width = config.base_channels * config.channel_mult[0]
-        self.class_head = nn.Conv2d(width, NUM_CLASSES + 1, 3, padding=1) if config.class_head else None
-        self.class_refine = _refinement(width, config.class_head_width) if config.class_head_width else None
+        self.class_head = (nn.Conv2d(config.base_channels * config.channel_mult[0], NUM_CLASSES + 1, 3,
+                                     padding=1) if config.class_head else None)
 
     @property
     def scaling_factor(self) -> float:
@@ -147,13 +134,8 @@ class KLAutoencoder(nn.Module):
     def _class_losses(self, recon: torch.Tensor, features: torch.Tensor | None,
                       labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`class_losses` of the scores mask decoding uses (class head, else palette distances) vs labels."""
-        logits = self._class_scores(features) if self.class_head is not None else maskige_logits(recon)
+        logits = self.class_head(features) if self.class_head is not None else maskige_logits(recon)
         return class_losses(logits, class_targets(labels))
-
-    def _class_scores(self, features: torch.Tensor) -> torch.Tensor:
-        """Class scores (N, NUM_CLASSES + 1, H, W) of the features conv_out saw: head plus refinement."""
-        scores = self.class_head(features)
-        return scores if self.class_refine is None else scores + self.class_refine(features)
 
     def _decode_raw(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode unscaled latents: images (N, 3, H, W) and the features conv_out saw (None: no head)."""
@@ -179,7 +161,7 @@ class KLAutoencoder(nn.Module):
         images, features = self._decode_raw(latents / self.scaling_factor)
         if self.class_head is None:
             return maskige_logits(images.clamp(-1, 1))
-        return self._class_scores(features)
+        return self.class_head(features)
 
     def load_pretrained(self, path: str | Path) -> None:
         """Load locally stored pretrained weights.

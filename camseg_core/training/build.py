@@ -20,26 +20,23 @@ if TYPE_CHECKING:
     from .stages import StageOptions
 
 
-def _load_init(path: Path, model_type: str, image_size, transformer: dict | None = None,
-               autoencoder: dict | None = None) -> nn.Module:
+def _load_init(path: Path, model_type: str, image_size, transformer: dict | None = None) -> nn.Module:
     """Load a model from an init checkpoint.
 
-    A new image_size, or `transformer` / `autoencoder` fields that differ from the checkpoint's (e.g. a
-    class_weight that adds the token classifier, a class_head_width that adds the class refinement), keep
-    only the weights whose shapes still fit; new parts start as built.
+    A new image_size, or `transformer` fields that differ from the checkpoint's (e.g. a class_weight that
+    adds the token classifier), keep only the weights whose shapes still fit.
     """
     _, header = read_config(path)
     if header.get('model_type', 'camseg') != model_type:
         raise CheckpointError(f'{path}: a {header.get("model_type")!r} checkpoint, expected {model_type!r}')
     old, _ = load_pretrained(path)
     same_size = image_size is None or tuple(image_size) == tuple(old.config.image_size)
-    changes = {part: {k: v for k, v in (values or {}).items() if getattr(getattr(old.config, part), k) != v}
-               for part, values in (('transformer', transformer), ('autoencoder', autoencoder))}
-    if same_size and not any(changes.values()):
+    changed = {k: v for k, v in (transformer or {}).items() if getattr(old.config.transformer, k) != v}
+    if same_size and not changed:
         return old.train()
     config = dict(header['config'], image_size=tuple(image_size or old.config.image_size))
-    for part, changed in changes.items():
-        config[part] = dict(config[part], **changed)
+    if changed:
+        config['transformer'] = dict(config['transformer'], **changed)
     model = build_model(model_type, config)
     own = model.state_dict()
     model.load_state_dict({k: v for k, v in old.state_dict().items() if k in own and own[k].shape == v.shape},
@@ -143,9 +140,6 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
 
     When resuming, the model is rebuilt from the configuration stored in the training state.
     """
-    if opts.class_head_width is not None and (opts.stage != 'vae' or opts.class_head_width < 0):
-        raise ValueError(f'--class-head-width is a width >= 0 for the vae stage, got {opts.class_head_width} '
-                         f'for {opts.stage}')
     if opts.decoder_only and resume_header is None:
         check_decoder_only(opts)
     if resume_header is not None:
@@ -172,14 +166,12 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
                                  f'{getattr(model.config.transformer, key)} of {opts.init}; it is set when '
                                  'the segmenter starts from a vae run')
         return freeze('segmenter', model)
-    head = {} if opts.class_head_width is None else {'class_head_width': opts.class_head_width}
     if opts.init is not None:
-        model = _load_init(opts.init, 'camseg', opts.image_size, autoencoder=head)
+        model = _load_init(opts.init, 'camseg', opts.image_size)
     else:
         config = preset(opts.preset)
         if opts.image_size:
             config.image_size = tuple(opts.image_size)
-        config.autoencoder.class_head_width = head.get('class_head_width', 0)
         model = build_model('camseg', config.to_dict())
     return freeze('vae', model, opts.decoder_only)
 

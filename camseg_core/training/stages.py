@@ -52,8 +52,6 @@ class StageOptions:
     # stays frozen, so every token, and a segmenter trained on them, stays valid
     generated: float = 0.0  # with decoder_only: share of each batch decoded from tokens the model generates
     # for its images (transformer + head, default sampler) instead of the encoder's tokens of its labels
-    class_head_width: int | None = None  # vae only: the autoencoder's class_head_width (refinement of the
-    # class scores); None keeps the init checkpoint's (the preset's without one)
     workers: int = 2  # DataLoader worker processes
 
     def augmentation(self) -> AugmentConfig:
