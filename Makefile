@@ -48,10 +48,12 @@ endef
 # One later round of the demo recipe: the whole autoencoder of export $(1) fine-tuned with the masks weighted up (the vae
 # run keeps its generator), the generator continued 2000 steps on the new tokens, the decoder tuned on generated tokens
 # again; runs in $(MODEL_RUN)/$(2)_*, the export in $(3). The baseline $(4) gets the same 2000 steps, into
-# $(MODEL_RUN)/baseline_$(2). $(5): extra camseg-train flags of the generator, decoder and baseline runs.
+# $(MODEL_RUN)/baseline_$(2). $(5): extra camseg-train flags of the generator, decoder and baseline runs; $(6): of
+# the autoencoder run (they override its defaults: the last flag given wins).
 define ROUND
 $(BIN)/camseg-train vae --init $(1) --data generated:$(SYNTH) --out $(MODEL_RUN)/$(2)_ae --steps 1200 --batch-size 8 \
-	--lr 3e-4 --warmup 20 --workers 1 --class-weight 2.0 --mask-weight 4 --save-every 200 --sample-every 1000 --low-light 0
+	--lr 3e-4 --warmup 20 --workers 1 --class-weight 2.0 --mask-weight 4 --save-every 200 --sample-every 1000 --low-light 0 \
+	$(6)
 $(BIN)/camseg-train segmenter --init $(MODEL_RUN)/$(2)_ae --image-stem 2 --pixel-stem 128 --data generated:$(SYNTH) \
 	--out $(MODEL_RUN)/$(2)_seg --image-size 64x128 --steps 2000 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 \
 	--save-every 250 --sample-every 1000 $(5)
@@ -97,10 +99,11 @@ demo-model: venv
 	$(call ROUND,$(MODEL_RUN)/export_round3,round4,$(MODEL_RUN)/export_round4,$(MODEL_RUN)/baseline_round3,--weather 0.6)
 	$(call ROUND,$(MODEL_RUN)/export_round4,round5,$(MODEL_RUN)/export_round5,$(MODEL_RUN)/baseline_round4,--weather 0.6)
 	$(call ROUND,$(MODEL_RUN)/export_round5,round6,$(MODEL_RUN)/export_round6,$(MODEL_RUN)/baseline_round5,--weather 0.6 --jitter 0.5)
-	$(call ROUND,$(MODEL_RUN)/export_round6,round7,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round6,--weather 0.6 --jitter 0.7)
+	$(call ROUND,$(MODEL_RUN)/export_round6,round7,$(MODEL_RUN)/export_round7,$(MODEL_RUN)/baseline_round6,--weather 0.6 --jitter 0.7)
+	$(call ROUND,$(MODEL_RUN)/export_round7,round8,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round7,--weather 0.6 --jitter 0.7,--steps 2400 --class-weight 4.0 --mask-weight 8)
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
-	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round7 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
+	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round8 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
 		--corruptions all --severities 3
 	$(BIN)/camseg-compare camseg=$(MODEL_RUN)/eval_camseg baseline=$(MODEL_RUN)/eval_baseline \
 		--out $(MODEL_RUN)/comparison
