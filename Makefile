@@ -48,12 +48,12 @@ endef
 # One later round of the demo recipe: the whole autoencoder of export $(1) fine-tuned with the masks weighted up (the vae
 # run keeps its generator), the generator continued 2000 steps on the new tokens, the decoder tuned on generated tokens
 # again; runs in $(MODEL_RUN)/$(2)_*, the export in $(3). The baseline $(4) gets the same 2000 steps, into
-# $(MODEL_RUN)/baseline_$(2). $(5): extra camseg-train flags of the generator, decoder and baseline runs; $(6): of
-# the autoencoder run (they override its defaults: the last flag given wins).
+# $(MODEL_RUN)/baseline_$(2). $(5): extra camseg-train flags of the generator, decoder and baseline runs; $(6): the
+# autoencoder run's steps and loss weights (default: 1200 steps, classes 2x, masks 4x).
 define ROUND
-$(BIN)/camseg-train vae --init $(1) --data generated:$(SYNTH) --out $(MODEL_RUN)/$(2)_ae --steps 1200 --batch-size 8 \
-	--lr 3e-4 --warmup 20 --workers 1 --class-weight 2.0 --mask-weight 4 --save-every 200 --sample-every 1000 --low-light 0 \
-	$(6)
+$(BIN)/camseg-train vae --init $(1) --data generated:$(SYNTH) --out $(MODEL_RUN)/$(2)_ae \
+	$(or $(6),--steps 1200 --class-weight 2.0 --mask-weight 4) --batch-size 8 \
+	--lr 3e-4 --warmup 20 --workers 1 --save-every 200 --sample-every 1000 --low-light 0
 $(BIN)/camseg-train segmenter --init $(MODEL_RUN)/$(2)_ae --image-stem 2 --pixel-stem 128 --data generated:$(SYNTH) \
 	--out $(MODEL_RUN)/$(2)_seg --image-size 64x128 --steps 2000 --batch-size 8 --lr 2e-4 --warmup 50 --workers 1 \
 	--save-every 250 --sample-every 1000 $(5)
