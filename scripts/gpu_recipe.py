@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib.util
-import json
 import os
 import shlex
 import shutil
@@ -163,8 +162,10 @@ def stages(s: dict[str, str]) -> list[tuple[str, str, list[str]]]:
 
 def ceiling_line(run: Path) -> str:
     """Return the summary's line on the autoencoder ceiling of the vae stage and of the export (clear)."""
+    from camseg_core.evaluation.compare import load_run
+
     def ceilings(name, subset):
-        data = json.loads((run / name / 'metrics.json').read_text())['datasets'][subset]['ceilings']
+        data = load_run(str(run / name))[1]['datasets'][subset]['ceilings']
         return {k: 100 * data[k]['miou'] for k in ('autoencoder', 'resolution')}
 
     vae, export = ceilings('ceiling_vae', 'cityscapes:val'), ceilings('eval_camseg', 'clear')
