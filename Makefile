@@ -2,7 +2,7 @@
 #   make demo   - create .venv, generate a sample drive bag, start the node with the shipped demo model, replay the
 #                 bag into it live over DDS; writes the output MCAP, report.md, metrics and PNGs under $(DEMO)
 #   make test   - create .venv (torch==2.13.0 first, then the package and its extras) and run all tests
-#   make demo-model - retrain the shipped demo model from generated scenes (about 7.9 hours on 2 CPU cores) into
+#   make demo-model - retrain the shipped demo model from generated scenes (about 8.8 hours on 2 CPU cores) into
 #                 $(MODEL_RUN), with the evaluation of it and of the discriminative baseline
 #   make gpu-recipe - the same on one GPU machine in under 10 minutes at 128x256 (scripts/gpu_recipe.py)
 PYTHON ?= python3
@@ -100,10 +100,11 @@ demo-model: venv
 	$(call ROUND,$(MODEL_RUN)/export_round4,round5,$(MODEL_RUN)/export_round5,$(MODEL_RUN)/baseline_round4,--weather 0.6)
 	$(call ROUND,$(MODEL_RUN)/export_round5,round6,$(MODEL_RUN)/export_round6,$(MODEL_RUN)/baseline_round5,--weather 0.6 --jitter 0.5)
 	$(call ROUND,$(MODEL_RUN)/export_round6,round7,$(MODEL_RUN)/export_round7,$(MODEL_RUN)/baseline_round6,--weather 0.6 --jitter 0.7)
-	$(call ROUND,$(MODEL_RUN)/export_round7,round8,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round7,--weather 0.6 --jitter 0.7,--steps 2400 --class-weight 4.0 --mask-weight 8)
+	$(call ROUND,$(MODEL_RUN)/export_round7,round8,$(MODEL_RUN)/export_round8,$(MODEL_RUN)/baseline_round7,--weather 0.6 --jitter 0.7,--steps 2400 --class-weight 4.0 --mask-weight 8)
+	$(call ROUND,$(MODEL_RUN)/export_round8,round9,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round8,--weather 0.6 --jitter 0.7,--steps 2400 --class-weight 4.0 --mask-weight 8)
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
-	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round8 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
+	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round9 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
 		--corruptions all --severities 3
 	$(BIN)/camseg-compare camseg=$(MODEL_RUN)/eval_camseg baseline=$(MODEL_RUN)/eval_baseline \
 		--out $(MODEL_RUN)/comparison
