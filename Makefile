@@ -101,10 +101,11 @@ demo-model: venv
 	$(call ROUND,$(MODEL_RUN)/export_round5,round6,$(MODEL_RUN)/export_round6,$(MODEL_RUN)/baseline_round5,--weather 0.6 --jitter 0.5)
 	$(call ROUND,$(MODEL_RUN)/export_round6,round7,$(MODEL_RUN)/export_round7,$(MODEL_RUN)/baseline_round6,--weather 0.6 --jitter 0.7)
 	$(call ROUND,$(MODEL_RUN)/export_round7,round8,$(MODEL_RUN)/export_round8,$(MODEL_RUN)/baseline_round7,--weather 0.6 --jitter 0.7,--steps 2400 --class-weight 4.0 --mask-weight 8)
-	$(call ROUND,$(MODEL_RUN)/export_round8,round9,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round8,--weather 0.6 --jitter 0.7,--steps 2400 --class-weight 4.0 --mask-weight 8)
+	$(call ROUND,$(MODEL_RUN)/export_round8,round9,$(MODEL_RUN)/export_round9,$(MODEL_RUN)/baseline_round8,--weather 0.6 --jitter 0.7,--steps 2400 --class-weight 4.0 --mask-weight 8)
+	$(call ROUND,$(MODEL_RUN)/export_round9,round10,$(MODEL_RUN)/export,$(MODEL_RUN)/baseline_round9,--weather 0.6 --jitter 0.7,--steps 2400 --class-weight 4.0 --mask-weight 8)
 	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/export --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_camseg \
 		--corruptions all --severities 3
-	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round9 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
+	$(BIN)/camseg-eval --checkpoint $(MODEL_RUN)/baseline_round10 --data generated:$(SYNTH) --out $(MODEL_RUN)/eval_baseline \
 		--corruptions all --severities 3
 	$(BIN)/camseg-compare camseg=$(MODEL_RUN)/eval_camseg baseline=$(MODEL_RUN)/eval_baseline \
 		--out $(MODEL_RUN)/comparison
