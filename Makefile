@@ -2,7 +2,7 @@
 #   make demo   - create .venv, generate a sample drive bag, start the node with the shipped demo model, replay the
 #                 bag into it live over DDS; writes the output MCAP, report.md, metrics and PNGs under $(DEMO)
 #   make test   - create .venv (torch==2.13.0 first, then the package and its extras) and run all tests
-#   make demo-model - retrain the shipped demo model from generated scenes (about 8.8 hours on 2 CPU cores) into
+#   make demo-model - retrain the shipped demo model from generated scenes (about 9.6 hours on 2 CPU cores) into
 #                 $(MODEL_RUN), with the evaluation of it and of the discriminative baseline
 #   make gpu-recipe - the same on one GPU machine in under 10 minutes at 128x256 (scripts/gpu_recipe.py)
 PYTHON ?= python3
