@@ -72,14 +72,18 @@ def save_pretrained(model: nn.Module, directory: str | Path, meta: dict | None =
 
 
 def export_pretrained(source: str | Path, directory: str | Path, ensemble: int | None = None,
-                      dtype: torch.dtype = torch.float16) -> Path:
+                      dtype: torch.dtype = torch.float16, temperature: float | None = None) -> Path:
     """Save the checkpoint `source` into `directory` as a model ships: weights stored as `dtype`.
 
-    `ensemble` sets how many samples a CAM-Seg checkpoint's default sampler votes over (None: kept).
+    `ensemble` sets how many samples a CAM-Seg checkpoint's default sampler votes over and `temperature` its
+    sampling noise scale (None: kept). Invalid values raise ValueError before anything is written.
     """
     model, header = load_pretrained(source)
-    if ensemble is not None:
-        model.config.sampler = dataclasses.replace(model.config.sampler, ensemble=ensemble)
+    changes = {k: v for k, v in (('ensemble', ensemble), ('temperature', temperature)) if v is not None}
+    if changes:
+        sampler = dataclasses.replace(model.config.sampler, **changes)
+        sampler.validate()
+        model.config.sampler = sampler
     return save_pretrained(model, directory, header['meta'], dtype=dtype)
 
 

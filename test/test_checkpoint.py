@@ -34,6 +34,11 @@ def test_export_stores_half_weights_and_the_vote(tiny_segmenter, tiny_checkpoint
     assert load_pretrained(tiny_checkpoint)[0].config.sampler == tiny_segmenter.config.sampler  # source kept
     kept = export_pretrained(tiny_checkpoint, tmp_path / 'kept')
     assert load_pretrained(kept)[0].config.sampler == tiny_segmenter.config.sampler
+    cool = export_pretrained(tiny_checkpoint, tmp_path / 'cool', ensemble=8, temperature=0.8)
+    assert load_pretrained(cool)[0].config.sampler.temperature == 0.8
+    with pytest.raises(ValueError, match='temperature'):
+        export_pretrained(tiny_checkpoint, tmp_path / 'bad', temperature=0.0)
+    assert not (tmp_path / 'bad').exists()
 
 
 def test_model_file_path_is_accepted(tiny_checkpoint):

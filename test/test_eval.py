@@ -191,13 +191,16 @@ def test_cli(tmp_path, rng, tiny_checkpoint):
     out = tmp_path / 'out'
     common = ['--data', f'generated:{tmp_path / "gen"}', '--out', str(out)]
     assert main(['--checkpoint', str(tiny_checkpoint), *common, '--device', 'cpu', '--steps', '2',
-                 '--max-images', '1', '--save-predictions', '--no-ceilings']) == 0
+                 '--temperature', '0.7', '--max-images', '1', '--save-predictions', '--no-ceilings']) == 0
     summary = json.loads((out / 'metrics.json').read_text())
     assert summary['datasets']['clear']['ceilings'] is None and 'ceilings.png' not in summary['figures']
     assert list(summary['datasets']) == ['clear'] and summary['datasets']['clear']['num_images'] == 1
     assert summary['model']['sampler']['steps'] == 2 and summary['corruptions'] is None
+    assert summary['model']['sampler']['temperature'] == 0.7
     assert (out / 'predictions' / 'clear' / 'aachen_000000_000019_pred_trainIds.png').is_file()
     with pytest.raises(SystemExit):
         main(['--checkpoint', str(tiny_checkpoint), *common, '--corruptions', 'snow'])
     with pytest.raises(SystemExit):
         main(['--checkpoint', str(tmp_path / 'missing'), *common])
+    with pytest.raises(SystemExit):  # outside (0, 10]: a usage error, not a traceback
+        main(['--checkpoint', str(tiny_checkpoint), *common, '--temperature', '0'])

@@ -5,13 +5,15 @@ import argparse
 
 from ..config import DEFAULT_EXPOSURE_FLOOR
 
-SAMPLER_FLAGS = ('num_iter', 'steps', 'ensemble')
+SAMPLER_FLAGS = ('num_iter', 'steps', 'temperature', 'ensemble')
 
 
 def add_inference_flags(parser: argparse.ArgumentParser) -> None:
-    """Add --num-iter, --steps, --ensemble (overrides of the checkpoint's sampler) and --exposure-floor."""
+    """Add --num-iter, --steps, --temperature, --ensemble (sampler overrides) and --exposure-floor."""
     parser.add_argument('--num-iter', type=int, help='sampler: MAR iterations')
     parser.add_argument('--steps', type=int, help='sampler: diffusion steps per token')
+    parser.add_argument('--temperature', type=float,
+                        help="sampler: scale of the sampling noise, in (0, 10]; default: the checkpoint's")
     parser.add_argument('--ensemble', type=int, help='sampler: samples per image (majority vote); default: '
                         "the checkpoint's (demo: 8)")
     parser.add_argument('--exposure-floor', type=float, metavar='B',
