@@ -41,10 +41,10 @@ def scenes(condition: str, count: int = 6, seed: int = 1234):
         yield image, label_ids_to_train_ids(scene.label_ids)
 
 
-# The shipped model scores 0.43 (clear) and 0.42 (fog) here (its predecessors 0.43 / 0.41, 0.43 / 0.41,
-# 0.43 / 0.41, 0.42 / 0.40, 0.42 / 0.40, 0.41 / 0.38, 0.39 / 0.37, 0.38 / 0.37, 0.38 / 0.36, 0.30 / 0.25,
-# 0.27 / 0.22); the floors sit below that with a margin for other CPUs, and above what a model that ignores
-# the image reaches.
+# The shipped model scores 0.43 (clear) and 0.42 (fog) here (its predecessors 0.43 / 0.42, 0.43 / 0.41,
+# 0.43 / 0.41, 0.43 / 0.41, 0.42 / 0.40, 0.42 / 0.40, 0.41 / 0.38, 0.39 / 0.37, 0.38 / 0.37, 0.38 / 0.36,
+# 0.30 / 0.25, 0.27 / 0.22); the floors sit below that with a margin for other CPUs, and above what a model
+# that ignores the image reaches.
 @pytest.mark.parametrize('condition, floor', [('clear', 0.28), ('fog', 0.25)])
 def test_segments_unseen_scenes_far_better_than_chance(seg, condition, floor):
     suite = MetricSuite()
