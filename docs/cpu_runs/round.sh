@@ -1,5 +1,5 @@
 #!/bin/bash
-# One round of `make demo-model`'s ROUND as run on the 2-core CPU (rounds 9 on), resumable: a stage whose run
+# One round of `make demo-model`'s ROUND as run on the 2-core CPU (rounds 8 on), resumable: a stage whose run
 # directory holds DONE is skipped, one with a train_state.json is resumed from its last checkpoint.
 #   bash docs/cpu_runs/round.sh RUN PREV_EXPORT PREV_BASELINE [SEED ...]
 # trains into RUN (ae, seg, baseline_more, gen; export in RUN/export_gen) from the export PREV_EXPORT and the
@@ -11,13 +11,7 @@ R=$1 PREV=$2 PREV_BASE=$3
 shift 3
 B=.venv/bin
 D=generated:runs/dm/data
-stage() {  # out dir, then the camseg-train arguments
-  out=$1; shift
-  [ -f $out/DONE ] && return 0
-  extra=""; [ -f $out/train_state.json ] && extra="--resume"
-  /usr/bin/time -f "%e s" $B/camseg-train "$@" --out $out $extra
-  touch $out/DONE
-}
+. docs/cpu_runs/stage.sh  # stage OUT ARGS...: one resumable camseg-train run
 Q="--data cityscapes:runs/dm/data:val --corruptions none --ensemble 1 --steps 4"
 date
 stage $R/ae vae --init $PREV --data $D --steps 2400 --batch-size 8 --lr 3e-4 \

@@ -5,13 +5,7 @@ set -e
 while pgrep -f runs/d/round4.sh > /dev/null; do sleep 10; done
 B=.venv/bin
 D=generated:runs/dm/data
-stage() {  # out dir, then the camseg-train arguments
-  out=$1; shift
-  [ -f $out/DONE ] && return 0
-  extra=""; [ -f $out/train_state.json ] && extra="--resume"
-  /usr/bin/time -f "%e s" $B/camseg-train "$@" --out $out $extra
-  touch $out/DONE
-}
+. docs/cpu_runs/stage.sh  # stage OUT ARGS...: one resumable camseg-train run
 export_eval() {  # run, export dir, eval dir
   [ -f $3/metrics.json ] && return 0
   [ -f $2/model.safetensors ] || .venv/bin/python -c "import sys; from camseg_core.checkpoint import export_pretrained; export_pretrained(sys.argv[1], sys.argv[2], ensemble=4)" $1 $2

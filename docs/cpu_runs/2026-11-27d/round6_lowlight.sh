@@ -4,13 +4,7 @@ set -e
 true
 B=.venv/bin
 D=generated:runs/dm/data
-stage() {  # out dir, then the camseg-train arguments
-  out=$1; shift
-  [ -f $out/DONE ] && return 0
-  extra=""; [ -f $out/train_state.json ] && extra="--resume"
-  /usr/bin/time -f "%e s" $B/camseg-train "$@" --out $out $extra
-  touch $out/DONE
-}
+. docs/cpu_runs/stage.sh  # stage OUT ARGS...: one resumable camseg-train run
 date
 stage runs/h/ae vae --init runs/g/r5_export --data $D --steps 1200 --batch-size 8 --lr 3e-4 \
   --warmup 20 --workers 1 --class-weight 2.0 --mask-weight 4 --save-every 200 --sample-every 1000 --low-light 0

@@ -4,13 +4,7 @@ set -e
 true
 B=.venv/bin
 D=generated:runs/dm/data
-stage() {  # out dir, then the camseg-train arguments
-  out=$1; shift
-  [ -f $out/DONE ] && return 0
-  extra=""; [ -f $out/train_state.json ] && extra="--resume"
-  /usr/bin/time -f "%e s" $B/camseg-train "$@" --out $out $extra
-  touch $out/DONE
-}
+. docs/cpu_runs/stage.sh  # stage OUT ARGS...: one resumable camseg-train run
 date
 # the autoencoder run is the plain round's, already trained by round6_lowlight.sh (runs/h/ae, same command)
 date
