@@ -56,9 +56,9 @@ setup(
             'camseg-compare = camseg_core.cli.compare:main',
             'camseg-sweep = camseg_core.cli.sweep:main',
             'segment_node = camseg_ros.node:main',
-            'camseg-latency-probe = camseg_ros.latency_probe:main',
-            'camseg-bag-eval = camseg_ros.bag_eval:main',
-            'camseg-bag-replay = camseg_ros.bag_replay:main',
+            'camseg-latency-probe = camseg_ros.tools.latency_probe:main',
+            'camseg-bag-eval = camseg_ros.tools.bag_eval:main',
+            'camseg-bag-replay = camseg_ros.tools.bag_replay:main',
         ],
     },
 )

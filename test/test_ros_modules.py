@@ -4,7 +4,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules behind console_scripts (setup.py): each is a command, importable only by itself and the tests.
-COMMANDS = {'camseg_ros.bag_eval', 'camseg_ros.bag_replay', 'camseg_ros.latency_probe', 'camseg_ros.node'}
+COMMANDS = {'camseg_ros.tools.bag_eval', 'camseg_ros.tools.bag_replay', 'camseg_ros.tools.latency_probe',
+            'camseg_ros.node'}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -26,8 +27,8 @@ def test_commands_are_console_scripts():
 
 
 def test_no_command_imports_another_command():
-    for path in sorted((ROOT / 'camseg_ros').glob('*.py')):
-        module = f'camseg_ros.{path.stem}'
+    for path in sorted((ROOT / 'camseg_ros').rglob('*.py')):
+        module = '.'.join(path.relative_to(ROOT).with_suffix('').parts)
         others = (imported_modules(path) & COMMANDS) - {module}
         assert not others, f'{module} imports the command module(s) {sorted(others)}'
 

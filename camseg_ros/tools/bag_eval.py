@@ -24,10 +24,10 @@ from camseg_core.api import Segmenter, load_segmenter
 from camseg_core.cli import add_inference_flags, inference_options
 from camseg_core.config import PRESETS
 from camseg_core.labels import colorize, label_ids_to_train_ids
-from camseg_ros.bagio import (COMPRESSED, IMAGE, BagError, BagRecorder, image_msg, load_stretches,
-                              output_topics, read_messages)
 from camseg_ros.image_codec import compressed_to_rgb, image_to_rgb, stamp_ns
-from camseg_ros.scoring import Scorer, write_report
+from camseg_ros.tools.bagio import (COMPRESSED, IMAGE, BagError, BagRecorder, image_msg, load_stretches,
+                                    output_topics, read_messages)
+from camseg_ros.tools.scoring import Scorer, write_report
 
 
 def run_bag_eval(segmenter, bag: str | Path, out_dir: str | Path, image_topic: str,

@@ -66,9 +66,9 @@ def start_node(checkpoint: str | None, domain_id: int, log_path: str | Path, par
 
 def start_relay(domain_id: int, log_path: str | Path, width: int, height: int,
                 transports: str | None = None) -> subprocess.Popen:
-    """Start `camseg_ros.relay` (no model: answers each image with a WIDTH x HEIGHT mask), as start_node."""
-    return _spawn([sys.executable, '-m', 'camseg_ros.relay', str(width), str(height)], domain_id, log_path,
-                  None, transports)
+    """Start `camseg_ros.tools.relay` (no model: answers each image with a WIDTH x HEIGHT mask)."""
+    command = [sys.executable, '-m', 'camseg_ros.tools.relay', str(width), str(height)]
+    return _spawn(command, domain_id, log_path, None, transports)
 
 
 def _spawn(cmd: list[str], domain_id: int, log_path: str | Path, env: dict | None,

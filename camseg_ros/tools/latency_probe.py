@@ -2,9 +2,9 @@
 
 `camseg-latency-probe [--checkpoint DIR] [--width 1280 --height 720] [--overload 3]` publishes
 pre-serialised rgb8 frames one at a time (Fast DDS LARGE_DATA transport, a private ROS domain) and times the
-mask coming back, first from `camseg_ros.relay` (no model: the transport floor of any rclpy node), then from
-`segment_node` in its own process. The node's frames alternate, in `--blocks` blocks, with `segment()` calls
-in this process on the same model and sampler (after the same idle pause as each timed frame), so that a drift
+mask coming back, first from `camseg_ros.tools.relay` (no model: the transport floor of any rclpy node), then
+from `segment_node` in its own process. The node's frames alternate, in `--blocks` blocks, with `segment()`
+calls in this process on the same model and sampler (after the same idle pause as each timed frame), so that a drift
 of the machine's speed hits both alike; then it publishes `--overload` times faster than inference (output
 frame age: receipt of the mask - header stamp, median and p95).
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from camseg_ros.latency_split import format_split, percentiles, split
-from camseg_ros.probe_client import IDLE_S, Probe, spin_until, time_frames, wait_for_answer
-from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, start_relay, stop_node
+from camseg_ros.tools.latency_split import format_split, percentiles, split
+from camseg_ros.tools.probe_client import IDLE_S, Probe, spin_until, time_frames, wait_for_answer
+from camseg_ros.tools.process import NODE_ENV, random_checkpoint, start_node, start_relay, stop_node
 
 
 def time_calls(seg, image: np.ndarray, repeats: int, idle: float) -> list[float]:

@@ -26,10 +26,10 @@ from camseg_core.assets import resolve_checkpoint
 from camseg_core.config import PRESETS
 from camseg_core.evaluation.metrics import latency_summary
 from camseg_core.evaluation.report import render_markdown
-from camseg_ros.bagio import BagRecorder, load_stretches, output_topics
-from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, stop_node
-from camseg_ros.replay import Replayer, counters, replay
-from camseg_ros.scoring import Scorer, write_report
+from camseg_ros.tools.bagio import BagRecorder, load_stretches, output_topics
+from camseg_ros.tools.process import NODE_ENV, random_checkpoint, start_node, stop_node
+from camseg_ros.tools.replay import Replayer, counters, replay
+from camseg_ros.tools.scoring import Scorer, write_report
 
 STARTUP_TIMEOUT_S = 120.0  # for the node to load its model and subscribe
 
