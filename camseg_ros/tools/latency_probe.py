@@ -4,9 +4,9 @@
 pre-serialised rgb8 frames one at a time (Fast DDS LARGE_DATA transport, a private ROS domain) and times the
 mask coming back, first from `camseg_ros.tools.relay` (no model: the transport floor of any rclpy node), then
 from `segment_node` in its own process. The node's frames alternate, in `--blocks` blocks, with `segment()`
-calls in this process on the same model and sampler (after the same idle pause as each timed frame), so that a drift
-of the machine's speed hits both alike; then it publishes `--overload` times faster than inference (output
-frame age: receipt of the mask - header stamp, median and p95).
+calls in this process on the same model and sampler (after the same idle pause as each timed frame), so that a
+drift of the machine's speed hits both alike; then it publishes `--overload` times faster than inference
+(output frame age: receipt of the mask - header stamp, median and p95).
 
 The latency is split with the node's own diagnostics (medians): transport in (header stamp, set just before
 `publish()`, -> receipt in the node's callback: the probe's publish, DDS and rclpy's take), the node's stages
