@@ -1,8 +1,13 @@
 """camseg_ros layout: commands share library modules, never each other's; the core never imports ROS."""
 import ast
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Training, figure and bag libraries: extras (setup.py), never loaded by the node or the inference API.
+EXTRAS_ONLY = {'tensorboard', 'albumentations', 'matplotlib', 'rosbags', 'mcap', 'mcap_ros2', 'torchmetrics'}
 # Modules behind console_scripts (setup.py): each is a command, importable only by itself and the tests.
 COMMANDS = {'camseg_ros.tools.bag_eval', 'camseg_ros.tools.bag_replay', 'camseg_ros.tools.latency_probe',
             'camseg_ros.node'}
@@ -43,3 +48,19 @@ def test_core_never_imports_ros():
     for path in sorted((ROOT / 'camseg_core').rglob('*.py')):
         ros = {m for m in imported_modules(path) if m.split('.')[0] in ('rclpy', 'camseg_ros')}
         assert not ros, f'{path.relative_to(ROOT)} imports {sorted(ros)}'
+
+
+def test_node_and_inference_load_no_extras():
+    """Importing the node and the API, and segmenting with the demo model, loads none of the extras."""
+    modules = ['camseg_core.api'] + (['camseg_ros.node'] if importlib.util.find_spec('rclpy') else [])
+    code = ''.join(f'import {m}\n' for m in modules) + (
+        'import sys\n'
+        'import numpy as np\n'
+        "seg = camseg_core.api.load_segmenter(device='cpu', steps=2, ensemble=1, num_iter=1)\n"
+        'seg.segment(np.zeros((32, 64, 3), np.uint8))\n'
+        "print(sorted({name.split('.')[0] for name in sys.modules}))\n")
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = set(ast.literal_eval(run.stdout.strip().splitlines()[-1]))
+    assert 'torch' in loaded and 'camseg_core' in loaded
+    assert not loaded & EXTRAS_ONLY, f'{modules} loaded {sorted(loaded & EXTRAS_ONLY)}'
