@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..data.datasets import list_conditions
+from ..data.datasets import list_conditions, open_dataset
 from . import plots
 from .corruptions import CORRUPTIONS, SEVERITIES
 from .metrics import MetricSuite, latency_summary
@@ -65,6 +65,22 @@ def expand_data_spec(spec: str) -> list[tuple[str, str]]:
                                 f'rgb_anon/<condition>/val in {root} or two levels below it')
     names = [n for n, _ in pairs]
     return [(n if names.count(n) == 1 else f'{n}:{Path(s.split(":")[1]).name}', s) for n, s in pairs]
+
+
+def open_data_specs(specs: list[str], unique: bool = True) -> dict:
+    """Open the datasets of --data specs (see `expand_data_spec`) as {subset name: dataset}.
+
+    With `unique` two specs that give the same subset name raise ValueError; without it the later one gets
+    the name with a '#N' suffix (for callers that pool all images).
+    """
+    datasets = {}
+    for name, spec in (pair for text in specs for pair in expand_data_spec(text)):
+        if name in datasets:
+            if unique:
+                raise ValueError(f'two --data specs give the same subset name: {name!r}')
+            name = f'{name}#{len(datasets)}'
+        datasets[name] = open_dataset(spec)
+    return datasets
 
 
 def check_item(item, index: int) -> tuple[np.ndarray, np.ndarray, str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camseg_core.cli.options import add_model_group, add_sampler_group
 from camseg_ros.tools.latency_split import format_split, percentiles, split
 from camseg_ros.tools.probe_client import IDLE_S, Probe, spin_until, time_frames, wait_for_answer
 from camseg_ros.tools.process import NODE_ENV, random_checkpoint, start_node, start_relay, stop_node
@@ -150,11 +151,13 @@ def measure_node(args, probe: Probe, executor, proc, log_dir: Path, seg, image: 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     parser = argparse.ArgumentParser(prog='camseg-latency-probe', description=__doc__.splitlines()[0])
-    parser.add_argument('--checkpoint', help='checkpoint directory (default: a random tiny model)')
+    add_model_group(parser, preset=False,
+                    checkpoint={'help': 'checkpoint directory (default: a random tiny model)'})
     parser.add_argument('--width', type=int, default=1280)
     parser.add_argument('--height', type=int, default=720)
-    parser.add_argument('--steps', type=int, default=20, help='diffusion steps (ddim)')
-    parser.add_argument('--ensemble', type=int, default=1, help='samples per frame (majority vote)')
+    add_sampler_group(parser, names=('steps', 'ensemble'),
+                      steps={'default': 20, 'help': 'diffusion steps (ddim)'},
+                      ensemble={'default': 1, 'help': 'samples per frame (majority vote)'})
     parser.add_argument('--repeats', type=int, default=40,
                         help='frames timed one at a time (and calls alone)')
     parser.add_argument('--blocks', type=int, default=8,
