@@ -24,15 +24,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def positive_int(text: str) -> int:
-    """Parse an integer >= 1 (batch sizes, image limits, workers)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
+def int_at_least(minimum: int):
+    """Return an argparse type that parses an integer >= `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {value}')
+        return value
+    return parse
+
+
+positive_int = int_at_least(1)  # batch sizes, image limits
 
 
 # concept -> (flag, argparse keywords). A command changes keywords of its own flags through add_flags.
@@ -69,7 +74,7 @@ FLAGS: dict[str, tuple[str, dict]] = {
                         'help': 'image size HxW (default 256x512)'}),
     'batch_size': ('--batch-size', {'type': positive_int, 'default': 4,
                                     'help': 'images per batch (default: %(default)s)'}),
-    'workers': ('--workers', {'type': positive_int, 'default': 1,
+    'workers': ('--workers', {'type': int_at_least(0), 'default': 1,
                               'help': 'worker processes (default: %(default)s)'}),
 }
 SAMPLER = ('num_iter', 'steps', 'scheduler', 'temperature', 'ensemble')

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 from rosbags.typesys import Stores, get_typestore
@@ -136,16 +137,15 @@ def main(argv=None) -> int:
         segmenter = load_model(args)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    try:
-        run_bag_eval(segmenter, args.bag, args.out, args.image_topic, args.label_topic, args.label_format,
-                     args.batch_size, args.segment_seconds, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f'camseg-bag-eval: error: {err}', file=sys.stderr)
-        if isinstance(err, BagError):
-            print(f'camseg-bag-eval: partial results kept in {args.out}', file=sys.stderr)
-        return 1
-    finally:
-        segmenter.close()
+    with closing(segmenter):
+        try:
+            run_bag_eval(segmenter, args.bag, args.out, args.image_topic, args.label_topic, args.label_format,
+                         args.batch_size, args.segment_seconds, progress=not args.no_progress)
+        except (ValueError, FileNotFoundError, FileExistsError) as err:
+            print(f'camseg-bag-eval: error: {err}', file=sys.stderr)
+            if isinstance(err, BagError):
+                print(f'camseg-bag-eval: partial results kept in {args.out}', file=sys.stderr)
+            return 1
     print(f'camseg-bag-eval: wrote {Path(args.out) / "segmented"}, report.md and metrics.json')
     return 0
 
