@@ -4,7 +4,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = 'camseg_ros'
-# Training, evaluation, figures and generated data (camseg-train, camseg-eval, camseg-sweep, camseg-synth, ...).
+# Training, evaluation, figures, generated data (camseg-train, camseg-eval, camseg-sweep, camseg-synth, ...).
 TRAIN = ['albumentations>=2.0', 'tensorboard', 'matplotlib', 'tqdm', 'pillow']
 # Bag tools (camseg-bag-eval, camseg-bag-replay, camseg-synth --bag): rosbag2 and MCAP files without ROS.
 BAGS = ['rosbags>=0.10', 'mcap>=1.1', 'mcap-ros2-support', 'pyyaml', 'tqdm']
