@@ -523,11 +523,11 @@ def test_failed_activate_exits_nonzero_naming_the_cause(ros):
 
 
 def test_large_data_transports_send_frames_whole_where_the_kernel_allows(monkeypatch):
-    from camseg_ros.tools import process
-    monkeypatch.setattr(process, 'socket_buffer_limit', lambda: 4_194_304)
-    assert process.large_data_transports() == 'LARGE_DATA?max_msg_size=4000000&sockets_size=4000000'
-    monkeypatch.setattr(process, 'socket_buffer_limit', lambda: 212_992)  # a stock kernel: 64 KB fragments
-    assert process.large_data_transports() == 'LARGE_DATA'
+    from camseg_ros import transport
+    monkeypatch.setattr(transport, 'socket_buffer_limit', lambda: 4_194_304)
+    assert transport.large_data_transports() == 'LARGE_DATA?max_msg_size=4000000&sockets_size=4000000'
+    monkeypatch.setattr(transport, 'socket_buffer_limit', lambda: 212_992)  # a stock kernel: 64 KB fragments
+    assert transport.large_data_transports() == 'LARGE_DATA'
 
 
 def test_latency_probe_split():
