@@ -4,6 +4,10 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = 'camseg_ros'
+# Training, evaluation, figures, generated data (camseg-train, camseg-eval, camseg-sweep, camseg-synth, ...).
+TRAIN = ['albumentations>=2.0', 'tensorboard', 'matplotlib', 'tqdm', 'pillow']
+# Bag tools (camseg-bag-eval, camseg-bag-replay, camseg-synth --bag): rosbag2 and MCAP files without ROS.
+BAGS = ['rosbags>=0.10', 'mcap>=1.1', 'mcap-ros2-support', 'pyyaml', 'tqdm']
 
 setup(
     name=PACKAGE,
@@ -17,30 +21,24 @@ setup(
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
     ],
     python_requires='>=3.10',
+    # What the node and the inference API import (`import camseg_ros.node`, `import camseg_core.api`).
     install_requires=[
         'torch>=2.2',
         'numpy>=1.24',
         'diffusers>=0.30',
         'safetensors>=0.4',
-        'tqdm',
-        'pillow',
         'opencv-python-headless',
-        'matplotlib',
-        'albumentations>=2.0',
-        'torchmetrics>=1.0',
-        'tensorboard',
-        'rosbags>=0.10',
-        'mcap>=1.1',
-        'mcap-ros2-support',
-        'pyyaml',
         'setuptools',
     ],
     extras_require={
+        'train': TRAIN,
+        'bags': BAGS,
         # ROS 2 Kilted Python wheels from PyPI, for machines without a ROS distribution.
         'ros': ['ros-rclpy[fastrtps]', 'ros-sensor-msgs', 'ros-std-msgs', 'ros-diagnostic-msgs',
                 'ros-lifecycle-msgs', 'ros-builtin-interfaces'],
+        # Everything the test suite runs: the training and bag extras, and torchmetrics as a reference.
         'test': ['pytest', 'pytest-timeout', 'flake8', 'flake8-docstrings', 'pydocstyle',
-                 'ros-ament-flake8', 'ros-ament-pep257'],
+                 'ros-ament-flake8', 'ros-ament-pep257', 'torchmetrics>=1.0', *TRAIN, *BAGS],
     },
     zip_safe=True,
     maintainer='camseg developers',
@@ -56,9 +54,9 @@ setup(
             'camseg-compare = camseg_core.cli.compare:main',
             'camseg-sweep = camseg_core.cli.sweep:main',
             'segment_node = camseg_ros.node:main',
-            'camseg-latency-probe = camseg_ros.latency_probe:main',
-            'camseg-bag-eval = camseg_ros.bag_eval:main',
-            'camseg-bag-replay = camseg_ros.bag_replay:main',
+            'camseg-latency-probe = camseg_ros.tools.latency_probe:main',
+            'camseg-bag-eval = camseg_ros.tools.bag_eval:main',
+            'camseg-bag-replay = camseg_ros.tools.bag_replay:main',
         ],
     },
 )

@@ -15,10 +15,10 @@ import torch
 
 from .checkpoint import build_model, load_pretrained
 from .config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig, check_exposure_floor, preset
+from .device import PRECISIONS, resolve_device  # noqa: F401 (re-exported for callers)
 from .imageops import check_image, check_labels, letterbox, letterbox_labels, restore
 from .profiling import StageTimer
 
-PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
@@ -28,24 +28,6 @@ class Segmentation:
 
     labels: np.ndarray  # (H, W) uint8 trainIds
     confidence: np.ndarray  # (H, W) float32 in [0, 1]
-
-
-def resolve_device(device: str | torch.device = 'auto') -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' where there is none raises ValueError."""
-    if str(device) == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f'invalid device {device!r}; use auto, cpu, cuda or cuda:N') from None
-    if dev.type == 'cuda':
-        if not torch.cuda.is_available():
-            raise ValueError(f'device {device!r} asked for, but CUDA is not available on this machine')
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f'device {device!r}: only {torch.cuda.device_count()} CUDA device(s)')
-    elif dev.type != 'cpu':
-        raise ValueError(f'unsupported device {device!r}; use auto, cpu, cuda or cuda:N')
-    return dev
 
 
 class Segmenter:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from pathlib import Path
 
@@ -11,45 +10,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .models import build_model
+from .models.weights import state_dict_mismatch
+
 CONFIG_NAME = 'config.json'
 WEIGHTS_NAME = 'model.safetensors'
 FORMAT = 'camseg-checkpoint'
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = ('.pt', '.pth', '.ckpt', '.bin', '.pkl')
-# model_type -> "module:Class"; each class has `model_type`, `config_class` (to_dict/from_dict)
-# and `predict`.
-MODEL_TYPES = {
-    'camseg': 'camseg_core.models.camseg:CamSeg',
-    'baseline': 'camseg_core.models.baseline:PixelClassifier',
-}
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, refused or does not fit its configuration."""
-
-
-def state_dict_mismatch(own: dict, state: dict) -> str:
-    """Describe the keys where `state` does not fit `own` (missing, unexpected, wrong shape); '' if none."""
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if not (missing or unexpected or wrong):
-        return ''
-    return (f'missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]} '
-            f'({len(missing)} / {len(unexpected)} / {len(wrong)} in all)')
-
-
-def model_class(model_type: str) -> type[nn.Module]:
-    if model_type not in MODEL_TYPES:
-        raise CheckpointError(f'unknown model_type {model_type!r}; known: {sorted(MODEL_TYPES)}')
-    module, name = MODEL_TYPES[model_type].split(':')
-    return getattr(importlib.import_module(module), name)
-
-
-def build_model(model_type: str, config_dict: dict) -> nn.Module:
-    """Build a fresh model of `model_type` from a config dictionary."""
-    cls = model_class(model_type)
-    return cls(cls.config_class.from_dict(config_dict))
 
 
 def save_pretrained(model: nn.Module, directory: str | Path, meta: dict | None = None,

@@ -208,10 +208,15 @@ def _large() -> CamSegConfig:
 PRESETS = {'tiny': _tiny, 'base': _base, 'large': _large}
 
 
-def preset(name: str) -> CamSegConfig:
-    """Return a fresh config of a named preset; PRESETS lists the names."""
-    if name not in PRESETS:
-        raise ValueError(f'unknown preset {name!r}; choose from {sorted(PRESETS)}')
-    config = PRESETS[name]()
+def named_config(registry: dict, name: str, what: str = 'preset'):
+    """Return a fresh, validated config from a registry of named presets; ValueError naming the choices."""
+    if name not in registry:
+        raise ValueError(f'unknown {what} {name!r}; choose from {sorted(registry)}')
+    config = registry[name]()
     config.validate()
     return config
+
+
+def preset(name: str) -> CamSegConfig:
+    """Return a fresh config of a named preset; PRESETS lists the names."""
+    return named_config(PRESETS, name)

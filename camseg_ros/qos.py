@@ -1,4 +1,4 @@
-"""The QoS profiles behind segment_node's `qos` and `output_qos` parameters (shared with camseg_ros.relay)."""
+"""The QoS profiles behind segment_node's `qos` and `output_qos` parameters (shared with tools.relay)."""
 from __future__ import annotations
 
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from camseg_core.api import Segmenter
+from camseg_core.cli.options import add_flags, add_model_group, add_sampler_group
 from camseg_core.config import DEFAULT_EXPOSURE_FLOOR
 from camseg_core.data.datasets import open_dataset
 from camseg_core.evaluation.metrics import MetricSuite
@@ -166,19 +167,19 @@ def figure(results: dict, path: Path) -> None:
 def main(argv=None) -> int:
     """Parse flags, score both models under every variant, write JSON, markdown and PNG."""
     p = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
-    p.add_argument('--checkpoint', required=True, help='CAM-Seg checkpoint (its sampler settings are used)')
+    add_model_group(p, preset=False, checkpoint={
+        'required': True, 'help': 'CAM-Seg checkpoint (its sampler settings are used)'})
     p.add_argument('--baseline', required=True, help='baseline checkpoint')
-    p.add_argument('--data', required=True, help='dataset spec, as camseg-eval --data (e.g. generated:ROOT)')
-    p.add_argument('--out', required=True, help='output directory')
+    add_flags(p, 'data', 'out', data={'action': 'store', 'help': 'dataset spec, as camseg-eval --data '
+                                                                 '(e.g. generated:ROOT)'})
     p.add_argument('--samples', type=int, default=8,
                    help='CAM-Seg samples per image (plus half as many mirrored)')
-    p.add_argument('--batch-size', type=int, default=4)
-    p.add_argument('--max-images', type=int, default=None, help='at most this many images per subset')
-    p.add_argument('--steps', type=int,
-                   help="CAM-Seg sampler: diffusion steps per token (default: the checkpoint's)")
+    add_flags(p, 'batch_size', 'max_images', max_images={'help': 'at most this many images per subset'})
+    add_sampler_group(p, names=('steps',), steps={
+        'help': "CAM-Seg sampler: diffusion steps per token (default: the checkpoint's)"})
     args = p.parse_args(argv)
-    if args.samples < 2 or args.samples % 2 or args.batch_size < 1:
-        p.error('--samples must be even and >= 2, --batch-size >= 1')
+    if args.samples < 2 or args.samples % 2:
+        p.error('--samples must be even and >= 2')
     cam = Segmenter.from_pretrained(args.checkpoint, device='cpu')
     if args.steps is not None:
         cam.set_sampler(steps=args.steps)

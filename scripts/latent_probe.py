@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from camseg_core.checkpoint import load_pretrained
+from camseg_core.cli.options import add_flags, add_model_group
 from camseg_core.data.datasets import open_dataset
 from camseg_core.evaluation.metrics import MetricSuite
 from camseg_core.labels import IGNORE_INDEX, NUM_CLASSES, token_class_mix
@@ -72,16 +73,15 @@ def encode(autoencoder, data: PairData, keys, batch_size: int, workers: int):
 def main(argv=None) -> int:
     """Train the probe and score it beside the models; print and write the figures."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--checkpoint', required=True, help='CAM-Seg checkpoint whose image latents are probed')
+    add_model_group(p, preset=False, checkpoint={
+        'required': True, 'help': 'CAM-Seg checkpoint whose image latents are probed'})
     p.add_argument('--baseline', help='discriminative baseline checkpoint to score beside it')
-    p.add_argument('--data', required=True, help='training dataset spec (as camseg-train takes it)')
+    add_flags(p, 'data', data={'action': 'store', 'help': 'training dataset spec (as camseg-train takes it)'})
     p.add_argument('--val', required=True, help='validation dataset spec (clear scenes)')
     p.add_argument('--copies', type=int, default=3, help='augmented copies of every training scene')
-    p.add_argument('--steps', type=int, default=2000)
-    p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--workers', type=int, default=1)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out', help='JSON file for the figures')
+    p.add_argument('--steps', type=int, default=2000, help='optimisation steps of the probe')
+    add_flags(p, 'batch_size', 'workers', 'seed', 'out', batch_size={'default': 16},
+              out={'required': False, 'help': 'JSON file for the figures'})
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 

@@ -20,6 +20,25 @@ def tiny_checkpoint(tmp_path_factory, tiny_segmenter):
     return save_pretrained(tiny_segmenter.model, tmp_path_factory.mktemp('ckpt') / 'tiny')
 
 
+def fit(params, loss_fn, steps: int, lr: float) -> list[float]:
+    """Take `steps` AdamW steps on `loss_fn()` over `params`; return the losses."""
+    opt = torch.optim.AdamW(params, lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture(name='fit')
+def fit_fixture():
+    """Return `fit` (plain AdamW steps), for tests that overfit a model."""
+    return fit
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

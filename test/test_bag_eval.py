@@ -12,7 +12,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
 from camseg_core.data.bagwriter import IMAGE_TOPIC, LABEL_TOPIC, DriveConfig, write_drive_bag
-from camseg_ros.bag_eval import main
+from camseg_ros.tools.bag_eval import main
 
 FRAMES, H, W = 8, 64, 128
 ARGS = ['--image-topic', IMAGE_TOPIC, '--preset', 'tiny', '--steps', '2', '--device', 'cpu', '--no-progress']

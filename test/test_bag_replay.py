@@ -10,8 +10,8 @@ from rosbags.typesys import Stores, get_typestore
 pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
 
 from camseg_core.data.bagwriter import IMAGE_TOPIC, LABEL_TOPIC, DriveConfig, write_drive_bag  # noqa: E402
-from camseg_ros.bagio import read_messages  # noqa: E402
-from camseg_ros.bag_replay import main  # noqa: E402
+from camseg_ros.tools.bagio import read_messages  # noqa: E402
+from camseg_ros.tools.bag_replay import main  # noqa: E402
 
 pytestmark = pytest.mark.ros
 FRAMES, H, W = 8, 64, 128

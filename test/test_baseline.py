@@ -62,7 +62,7 @@ def test_loss_ignores_255():
     assert torch.allclose(half, expected, atol=1e-5)
 
 
-def test_learns_a_fixed_batch_and_round_trips_through_segmenter(tmp_path):
+def test_learns_a_fixed_batch_and_round_trips_through_segmenter(tmp_path, fit):
     model = micro()
     gen = torch.Generator().manual_seed(0)
     labels = torch.zeros(2, 32, 64, dtype=torch.long)
@@ -72,14 +72,7 @@ def test_learns_a_fixed_batch_and_round_trips_through_segmenter(tmp_path):
     colours = torch.rand(NUM_CLASSES, 3, generator=gen) * 2 - 1
     noise = 0.1 * torch.randn(2, 3, 32, 64, generator=gen)
     images = (colours[labels].permute(0, 3, 1, 2) + noise).clamp(-1, 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        loss = model.loss(images, labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit(model.parameters(), lambda: model.loss(images, labels), steps=30, lr=1e-2)
     assert np.mean(losses[-3:]) < 0.3 * np.mean(losses[:3])
 
     save_pretrained(model, tmp_path / 'baseline', meta={'note': 'test'})

@@ -21,7 +21,7 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
 
-from camseg_ros.process import NODE_ENV, stop_node  # noqa: E402
+from camseg_ros.tools.process import NODE_ENV, stop_node  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]

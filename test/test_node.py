@@ -26,7 +26,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from camseg_core.labels import labels_as_dicts  # noqa: E402
 from camseg_ros.image_codec import stamp_ns  # noqa: E402
-from camseg_ros.process import NODE_ENV, start_node, stop_node  # noqa: E402
+from camseg_ros.tools.process import NODE_ENV, start_node, stop_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 OUTPUTS = {'mask': 'mono8', 'confidence': '32FC1', 'color': 'rgb8', 'overlay': 'rgb8'}
@@ -523,15 +523,15 @@ def test_failed_activate_exits_nonzero_naming_the_cause(ros):
 
 
 def test_large_data_transports_send_frames_whole_where_the_kernel_allows(monkeypatch):
-    from camseg_ros import process
-    monkeypatch.setattr(process, 'socket_buffer_limit', lambda: 4_194_304)
-    assert process.large_data_transports() == 'LARGE_DATA?max_msg_size=4000000&sockets_size=4000000'
-    monkeypatch.setattr(process, 'socket_buffer_limit', lambda: 212_992)  # a stock kernel: 64 KB fragments
-    assert process.large_data_transports() == 'LARGE_DATA'
+    from camseg_ros import transport
+    monkeypatch.setattr(transport, 'socket_buffer_limit', lambda: 4_194_304)
+    assert transport.large_data_transports() == 'LARGE_DATA?max_msg_size=4000000&sockets_size=4000000'
+    monkeypatch.setattr(transport, 'socket_buffer_limit', lambda: 212_992)  # a stock kernel: 64 KB fragments
+    assert transport.large_data_transports() == 'LARGE_DATA'
 
 
 def test_latency_probe_split():
-    from camseg_ros.latency_split import format_split, split
+    from camseg_ros.tools.latency_split import format_split, split
     diagnostics = {'stamp_offset_ms_median': '4.00', 'wait_ms_median': '0.50', 'decode_ms_median': '0.10',
                    'processing_ms_median': '52.00', 'segment_ms_median': '51.00', 'outputs_ms_median': '0.40',
                    'publish_ms_median': '0.60', 'in_node_ms_median': '54.00'}
@@ -547,7 +547,7 @@ def test_latency_probe_split():
 
 
 def test_latency_probe_blocks():
-    from camseg_ros.latency_probe import blocks
+    from camseg_ros.tools.latency_probe import blocks
     assert blocks(40, 8) == [5] * 8
     assert blocks(10, 4) == [3, 3, 2, 2]
     assert blocks(3, 8) == [1, 1, 1]  # never an empty block
@@ -555,7 +555,7 @@ def test_latency_probe_blocks():
 
 def test_latency_probe_end_to_end(tmp_path):
     """The probe against real relay and node processes: serialised frames in, raw masks back, all figures."""
-    from camseg_ros import latency_probe
+    from camseg_ros.tools import latency_probe
     out = tmp_path / 'latency.json'
     assert latency_probe.main(['--width', '64', '--height', '48', '--steps', '1', '--repeats', '3',
                                '--blocks', '2', '--overload', '2', '--duration', '1',

@@ -26,7 +26,7 @@ def street_like_maps(rng, n):
     return maps
 
 
-def test_tiny_model_overfits_a_handful_of_maps():
+def test_tiny_model_overfits_a_handful_of_maps(fit):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     labels = street_like_maps(rng, 4)
@@ -53,14 +53,7 @@ def test_tiny_model_overfits_a_handful_of_maps():
 
     image_tokens, mask_tokens = model.encode_pair(x, y)
     params = [*model.transformer.parameters(), *model.head.parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-3)
-    losses = []
-    for _ in range(300):
-        loss = model.loss(image_tokens, mask_tokens)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit(params, lambda: model.loss(image_tokens, mask_tokens), steps=300, lr=1e-3)
 
     seg = Segmenter(model, device='cpu', steps=20, scheduler='ddim', seed=0)
     outs = seg.segment(list(images))

@@ -20,9 +20,9 @@ PARSERS = {
     'camseg-train': 'camseg_core.cli.train',
     'camseg-eval': 'camseg_core.cli.eval',
     'camseg-bench': 'camseg_core.cli.bench',
-    'camseg-bag-eval': 'camseg_ros.bag_eval',
-    'camseg-bag-replay': 'camseg_ros.bag_replay',
-    'camseg-latency-probe': 'camseg_ros.latency_probe',
+    'camseg-bag-eval': 'camseg_ros.tools.bag_eval',
+    'camseg-bag-replay': 'camseg_ros.tools.bag_replay',
+    'camseg-latency-probe': 'camseg_ros.tools.latency_probe',
 }
 # Workspace and installation steps: they need a ROS distribution or the network, so they are shown, not run.
 SHELL_STEPS = {'cd', 'git', 'colcon', 'source', 'pip'}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from camseg_core import Segmenter, preset
-from camseg_core.api import resolve_device
+from camseg_core.device import resolve_device
 from camseg_core.checkpoint import build_model
 from camseg_core.config import DEFAULT_EXPOSURE_FLOOR
 from camseg_core.imageops import from_bytes, letterbox

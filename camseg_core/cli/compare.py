@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..evaluation.compare import REFERENCE_SUBSET, compare, load_runs, write_comparison
+from .options import add_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,8 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('runs', nargs='+', metavar='[NAME=]PATH',
                    help='a camseg-eval metrics.json or its directory; NAME labels it '
                         '(default: the model name)')
-    p.add_argument('--out', required=True,
-                   help='directory for comparison.md, comparison.json and comparison.png')
+    add_flags(p, 'out', out={'help': 'directory for comparison.md, comparison.json and comparison.png'})
     p.add_argument('--baseline', help='run NAME the others are measured against (default: the run whose '
                                       "model_type is 'baseline', if any)")
     p.add_argument('--reference', default=REFERENCE_SUBSET,

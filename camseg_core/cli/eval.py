@@ -9,11 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..api import load_segmenter
-from . import add_inference_flags, inference_options
-from ..data.datasets import open_dataset
 from ..evaluation.corruptions import SEVERITIES, parse_corruptions
-from ..evaluation.report import evaluate, expand_data_spec
+from ..evaluation.report import evaluate, open_data_specs
+from .options import add_device_group, add_flags, add_model_group, add_sampler_group, load_model
 
 
 def _int_list(text: str) -> list[int]:
@@ -26,16 +24,9 @@ def _int_list(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     p = argparse.ArgumentParser(prog='camseg-eval', description=__doc__.strip().split('\n')[0])
-    p.add_argument('--checkpoint', help='checkpoint directory (config.json + model.safetensors); '
-                                        'default: the shipped demo model')
-    p.add_argument('--data', action='append', required=True,
-                   help='dataset spec, repeatable: cityscapes:ROOT:SPLIT, acdc:ROOT:CONDITION:SPLIT, or '
-                        'generated:ROOT (every Cityscapes val and ACDC <condition> val under ROOT)')
-    p.add_argument('--out', required=True, help='output directory for metrics.json, report.md and figures')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
-    p.add_argument('--batch-size', type=int, default=4)
-    p.add_argument('--max-images', type=int, default=None, help='at most this many images per dataset')
+    add_model_group(p, preset=False)
+    add_flags(p, 'data', 'out', 'batch_size', 'max_images',
+              out={'help': 'output directory for metrics.json, report.md and figures'})
     p.add_argument('--corruptions', default='none',
                    help='all, none, or a comma list of corruption names (swept on the first dataset)')
     p.add_argument('--severities', type=_int_list, default=[1, 2, 3, 4, 5], help='e.g. 1,3,5')
@@ -44,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-ceilings', dest='ceilings', action='store_false',
                    help='skip the resolution and autoencoder ceilings (ground truth resized, or passed '
                         'through the mask autoencoder, and scored like predictions)')
-    add_inference_flags(p)
-    p.add_argument('--seed', type=int, default=0, help='sampler and corruption seed')
+    add_device_group(p)
+    add_sampler_group(p, seed={'help': 'sampler and corruption seed (default: %(default)s)'})
     return p
 
 
@@ -53,20 +44,12 @@ def main(argv=None) -> int:
     """Parse flags, load the model, evaluate, and print where the report is."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1):
-        parser.error('--batch-size and --max-images must be >= 1')
-    options = inference_options(args)
     try:
         corruptions = parse_corruptions(args.corruptions)
         if not args.severities or any(v not in SEVERITIES for v in args.severities):
             raise ValueError(f'--severities must be drawn from {SEVERITIES}, got {args.severities}')
-        subsets = [pair for spec in args.data for pair in expand_data_spec(spec)]
-        names = [n for n, _ in subsets]
-        if len(set(names)) != len(names):
-            raise ValueError(f'two --data specs give the same subset name: {names}')
-        datasets = {name: open_dataset(spec) for name, spec in subsets}
-        segmenter = load_segmenter(args.checkpoint, device=args.device, precision=args.precision,
-                                   seed=args.seed, **options)
+        datasets = open_data_specs(args.data)
+        segmenter = load_model(args)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     save = args.save_predictions

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..api import load_segmenter
-from ..data.datasets import open_dataset
-from ..evaluation.report import expand_data_spec
+from ..evaluation.report import open_data_specs
 from ..evaluation.sweep import DEFAULT_SETTINGS, sweep
+from .options import add_device_group, add_flags, add_model_group, add_sampler_group, load_model
 
 
 class _Pooled:
@@ -35,18 +34,18 @@ class _Pooled:
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     p = argparse.ArgumentParser(prog='camseg-sweep', description=__doc__.strip().split('\n')[0])
-    p.add_argument('--checkpoint', help='checkpoint directory; default: the shipped demo model')
-    p.add_argument('--data', action='append', required=True,
-                   help='dataset spec as camseg-eval takes it (repeatable; all images are pooled)')
-    p.add_argument('--out', required=True, help='output directory for sweep.json, sweep.md and sweep.png')
+    add_model_group(p, preset=False)
+    add_flags(p, 'data', 'out', data={'help': 'dataset spec as camseg-eval takes it (repeatable; all images '
+                                              'are pooled)'},
+              out={'help': 'output directory for sweep.json, sweep.md and sweep.png'})
     p.add_argument('--setting', action='append', metavar='NAME=KEY:VAL,...',
                    help='sampler setting (repeatable); keys num_iter, steps, scheduler, temperature, '
                         f'ensemble, seed, precision; default: {" ".join(DEFAULT_SETTINGS)}')
     p.add_argument('--paper', default='paper', help='name of the reference setting of the verdict')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--batch-size', type=int, default=1)
-    p.add_argument('--max-images', type=int, default=None, help='at most this many images in all')
-    p.add_argument('--seed', type=int, default=0, help='sampler seed')
+    add_device_group(p, precision=False)
+    add_flags(p, 'batch_size', 'max_images', batch_size={'default': 1},
+              max_images={'help': 'at most this many images in all'})
+    add_sampler_group(p, names=('seed',), seed={'help': 'sampler seed (default: %(default)s)'})
     return p
 
 
@@ -54,12 +53,9 @@ def main(argv=None) -> int:
     """Parse flags, load the model, sweep the settings and print the verdict."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1):
-        parser.error('--batch-size and --max-images must be >= 1')
     try:
-        pairs = [pair for spec in args.data for pair in expand_data_spec(spec)]
-        dataset = _Pooled([open_dataset(spec) for _, spec in pairs])
-        segmenter = load_segmenter(args.checkpoint, device=args.device, seed=args.seed)
+        dataset = _Pooled(open_data_specs(args.data, unique=False).values())
+        segmenter = load_model(args)
         try:
             sweep(segmenter, dataset, args.out, args.setting or DEFAULT_SETTINGS,
                   batch_size=args.batch_size, max_images=args.max_images, paper=args.paper)

@@ -28,16 +28,7 @@ from tqdm import tqdm
 from camseg_core.data.synth import SceneConfig, render_scene
 from camseg_core.data.weather import FOG_BETAS, apply_weather, fog_condition_name, parse_condition
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x512' -> (256, 512)."""
-    try:
-        h, w = (int(x) for x in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 256x512 (HxW), got {text!r}') from None
-    if h < 16 or w < 16:
-        raise argparse.ArgumentTypeError(f'size must be at least 16x16, got {text!r}')
-    return h, w
+from .options import add_flags
 
 
 def expand_conditions(text: str) -> list[str]:
@@ -111,15 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     p = argparse.ArgumentParser(prog='camseg-synth', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out', type=Path, help='dataset root to write (Cityscapes + ACDC layouts)')
+    add_flags(p, 'out', out={'type': Path, 'required': False,
+                             'help': 'dataset root to write (Cityscapes + ACDC layouts)'})
     p.add_argument('--num', type=int, default=100, help='scenes to render (each in every condition)')
     p.add_argument('--split', default='train', choices=['train', 'val', 'test'])
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--size', type=parse_size, default=(256, 512), help='HxW, e.g. 256x512')
+    add_flags(p, 'seed', 'size', 'workers', seed={'help': 'scene seed (default: %(default)s)'},
+              size={'help': 'image size HxW, at least 16x16 (default 256x512)'},
+              workers={'help': 'render scenes in this many processes (the files are the same as with 1)'})
     p.add_argument('--conditions', default='clear,fog,snow,rain,night',
                    help='comma list of clear, fog, fog_beta<B>, snow, rain, night')
-    p.add_argument('--workers', type=int, default=1,
-                   help='render scenes in this many processes (the files are the same as with 1)')
     p.add_argument('--bag', type=Path, help='also (or only) write a sample drive rosbag2 here')
     p.add_argument('--frames', type=int, default=80,
                    help='bag frames (a multiple of 4: clear/fog/snow/night)')

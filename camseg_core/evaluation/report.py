@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..data.datasets import list_conditions
+from ..data.datasets import list_conditions, open_dataset
 from . import plots
 from .corruptions import CORRUPTIONS, SEVERITIES
 from .metrics import MetricSuite, latency_summary
@@ -67,7 +67,24 @@ def expand_data_spec(spec: str) -> list[tuple[str, str]]:
     return [(n if names.count(n) == 1 else f'{n}:{Path(s.split(":")[1]).name}', s) for n, s in pairs]
 
 
-def _check_item(item, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+def open_data_specs(specs: list[str], unique: bool = True) -> dict:
+    """Open the datasets of --data specs (see `expand_data_spec`) as {subset name: dataset}.
+
+    With `unique` two specs that give the same subset name raise ValueError; without it the later one gets
+    the name with a '#N' suffix (for callers that pool all images).
+    """
+    datasets = {}
+    for name, spec in (pair for text in specs for pair in expand_data_spec(text)):
+        if name in datasets:
+            if unique:
+                raise ValueError(f'two --data specs give the same subset name: {name!r}')
+            name = f'{name}#{len(datasets)}'
+        datasets[name] = open_dataset(spec)
+    return datasets
+
+
+def check_item(item, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Return (image, label, name) of dataset item `index`; ValueError unless a valid image and label."""
     if not isinstance(item, Mapping) or 'image' not in item or 'label' not in item:
         raise ValueError(f'dataset item {index} must be a dict with image, label and name')
     image, label = np.asarray(item['image']), np.asarray(item['label'])
@@ -83,7 +100,7 @@ def image_batches(dataset, limit: int, batch_size: int):
     """Yield lists of (index, image, label, name) with images of one size, at most batch_size long."""
     batch = []
     for i in range(limit):
-        image, label, name = _check_item(dataset[i], i)
+        image, label, name = check_item(dataset[i], i)
         if batch and (len(batch) == batch_size or batch[0][1].shape != image.shape):
             yield batch
             batch = []
@@ -101,8 +118,9 @@ def _save_prediction(directory: Path, name: str, labels: np.ndarray) -> None:
     Image.fromarray(labels).save(path)
 
 
-def _run(segmenter, dataset, limit: int, batch_size: int, desc: str, corruption: str | None = None,
-         severity: int = 0, seed: int = 0, save_dir: Path | None = None, num_samples: int = 0) -> dict:
+def score_dataset(segmenter, dataset, limit: int, batch_size: int, desc: str,
+                  corruption: str | None = None, severity: int = 0, seed: int = 0,
+                  save_dir: Path | None = None, num_samples: int = 0) -> dict:
     """One pass over a dataset: metrics, per-image latency (batch time / batch size) and sample panels."""
     suite, latencies, samples = MetricSuite(), [], []
     with tqdm(total=limit, desc=desc, unit='img', leave=False) as bar:
@@ -201,13 +219,13 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     first = next(iter(subsets))
-    segmenter.segment(_check_item(subsets[first][0], 0)[0])  # warm-up, not timed
+    segmenter.segment(check_item(subsets[first][0], 0)[0])  # warm-up, not timed
 
     results, samples = {}, {}
     for name, dataset in subsets.items():
         save_dir = Path(save_predictions) / _slug(name) if save_predictions else None
-        run = _run(segmenter, dataset, limits[name], batch_size, name, save_dir=save_dir,
-                   num_samples=num_samples)
+        run = score_dataset(segmenter, dataset, limits[name], batch_size, name, save_dir=save_dir,
+                            num_samples=num_samples)
         samples[name] = run.pop('samples')
         run['ceilings'] = _ceilings(segmenter, dataset, limits[name], batch_size, name) if ceilings else None
         results[name] = run
@@ -217,7 +235,8 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
         clean = results[first]['metrics']['miou']
         steps = [(c, s) for c in corruptions for s in severities]
         for c, s in tqdm(steps, desc='corruptions', unit='run'):
-            m = _run(segmenter, subsets[first], limits[first], batch_size, f'{c}@{s}', c, s, seed)['metrics']
+            run = score_dataset(segmenter, subsets[first], limits[first], batch_size, f'{c}@{s}', c, s, seed)
+            m = run['metrics']
             sweep.setdefault(c, {})[str(s)] = {
                 'miou': m['miou'],
                 'retention': m['miou'] / clean if m['miou'] is not None and clean else None,

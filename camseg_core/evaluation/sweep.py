@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..benchmark import PAPER_SETTING, apply_setting, parse_setting
 from . import plots
-from .report import _check_item, _run
+from .report import check_item, score_dataset
 
 DEFAULT_SETTINGS = (
     PAPER_SETTING,
@@ -60,8 +60,8 @@ def sweep(segmenter, dataset, out_dir: str | Path, settings=DEFAULT_SETTINGS, *,
     try:
         for name, changes in parsed:
             precision = apply_setting(segmenter, name, changes, original, original_precision)
-            segmenter.segment(_check_item(dataset[0], 0)[0])  # warm-up, not timed
-            run = _run(segmenter, dataset, limit, batch_size, name)
+            segmenter.segment(check_item(dataset[0], 0)[0])  # warm-up, not timed
+            run = score_dataset(segmenter, dataset, limit, batch_size, name)
             rows.append(_row(name, dataclasses.asdict(segmenter.sampler), precision, run))
     finally:
         segmenter.sampler, segmenter.precision = original, original_precision

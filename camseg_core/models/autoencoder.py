@@ -172,7 +172,7 @@ class KLAutoencoder(nn.Module):
         """
         from safetensors.torch import load_file
 
-        from ..checkpoint import state_dict_mismatch
+        from .weights import state_dict_mismatch
 
         path = Path(path)
         if path.is_dir():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SamplerConfig
+from ..config import SamplerConfig, named_config
 from ..labels import IGNORE_INDEX, NUM_CLASSES
 from ..profiling import StageTimer
 
@@ -78,11 +78,7 @@ BASELINE_PRESETS = {
 
 def baseline_preset(name: str) -> BaselineConfig:
     """Return a fresh config of a named baseline preset."""
-    if name not in BASELINE_PRESETS:
-        raise ValueError(f'unknown baseline preset {name!r}; choose from {sorted(BASELINE_PRESETS)}')
-    config = BASELINE_PRESETS[name]()
-    config.validate()
-    return config
+    return named_config(BASELINE_PRESETS, name, 'baseline preset')
 
 
 def _conv_stack(c_in: int, c_out: int, n: int, groups: int) -> nn.Sequential:

@@ -14,8 +14,8 @@ import torch.distributed as dist
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..api import PRECISIONS
 from ..data.augment import AugmentConfig
+from ..device import PRECISIONS
 from ..imageops import to_bytes
 from ..labels import token_class_mix
 from ..models.camseg import CamSeg

@@ -25,8 +25,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..api import PRECISIONS, resolve_device
 from ..checkpoint import save_pretrained
+from ..device import PRECISIONS, resolve_device
 from . import state as st
 
 SCHEDULES = ('cosine', 'constant')

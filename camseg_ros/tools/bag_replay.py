@@ -23,13 +23,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from camseg_core.assets import resolve_checkpoint
-from camseg_core.config import PRESETS
+from camseg_core.cli.options import add_device_group, add_flags, add_model_group, add_sampler_group
 from camseg_core.evaluation.metrics import latency_summary
 from camseg_core.evaluation.report import render_markdown
-from camseg_ros.bagio import BagRecorder, load_stretches, output_topics
-from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, stop_node
-from camseg_ros.replay import Replayer, counters, replay
-from camseg_ros.scoring import Scorer, write_report
+from camseg_ros.tools.bagio import BagRecorder, load_stretches, output_topics
+from camseg_ros.tools.process import NODE_ENV, random_checkpoint, start_node, stop_node
+from camseg_ros.tools.replay import Replayer, counters, replay
+from camseg_ros.tools.scoring import Scorer, write_report
 
 STARTUP_TIMEOUT_S = 120.0  # for the node to load its model and subscribe
 
@@ -150,12 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--node-namespace', default='/', help="namespace of the node's outputs")
     p.add_argument('--node-name', default='camseg', help='node name (for its /diagnostics)')
     p.add_argument('--start-node', action='store_true', help='start segment_node here and stop it at the end')
-    model = p.add_mutually_exclusive_group()
-    model.add_argument('--checkpoint', help='with --start-node: checkpoint directory (default: demo model)')
-    model.add_argument('--preset', choices=sorted(PRESETS), help='with --start-node: random model (tests)')
-    p.add_argument('--steps', type=int, help='with --start-node: diffusion steps per token')
-    p.add_argument('--device', default='auto', help='with --start-node: auto, cpu, cuda or cuda:N')
-    p.add_argument('--out', required=True, help='output directory')
+    add_model_group(p, checkpoint={'help': 'with --start-node: checkpoint directory (default: demo model)'},
+                    preset={'help': 'with --start-node: random model (tests)'})
+    add_sampler_group(p, names=('steps',), steps={'help': 'with --start-node: diffusion steps per token'})
+    add_device_group(p, precision=False, device={'help': 'with --start-node: auto, cpu, cuda or cuda:N'})
+    add_flags(p, 'out')
     p.add_argument('--timeout', type=float, default=10.0,
                    help='seconds to wait for answers after the last frame (and for a running node)')
     p.add_argument('--segment-seconds', type=float, default=10.0,

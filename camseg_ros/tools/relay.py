@@ -1,6 +1,6 @@
 """A node with no model, for the latency probe: what DDS and rclpy alone cost for the probe's messages.
 
-`python -m camseg_ros.relay WIDTH HEIGHT` (ROS_DOMAIN_ID and FASTDDS_BUILTIN_TRANSPORTS from the
+`python -m camseg_ros.tools.relay WIDTH HEIGHT` (ROS_DOMAIN_ID and FASTDDS_BUILTIN_TRANSPORTS from the
 environment) subscribes `image` as serialised bytes with segment_node's default input QoS and answers every
 frame, inside its callback, with a pre-serialised WIDTH x HEIGHT mono8 `segmentation/mask` that carries the
 frame's header stamp, published with segment_node's default output QoS. Whatever the probe measures through
@@ -41,12 +41,12 @@ class Relay(Node):
 
 
 def main(argv=None) -> int:
-    """Run the relay until SIGINT: `python -m camseg_ros.relay WIDTH HEIGHT`."""
+    """Run the relay until SIGINT: `python -m camseg_ros.tools.relay WIDTH HEIGHT`."""
     args = sys.argv[1:] if argv is None else argv
     try:
         width, height = (int(v) for v in args)
     except ValueError:
-        print('usage: python -m camseg_ros.relay WIDTH HEIGHT', file=sys.stderr)
+        print('usage: python -m camseg_ros.tools.relay WIDTH HEIGHT', file=sys.stderr)
         return 2
     rclpy.init()
     node = Relay(width, height)

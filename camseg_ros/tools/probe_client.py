@@ -1,6 +1,6 @@
 """The latency probe's ROS side: a publisher of pre-serialised frames, a recorder of the masks coming back.
 
-Used by `camseg-latency-probe` against segment_node and against `camseg_ros.relay` (the transport floor).
+Used by `camseg-latency-probe` against segment_node and against `tools.relay` (the transport floor).
 """
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from camseg_core.api import Segmentation
-from camseg_ros.bagio import COMPRESSED, IMAGE, BagError, read_messages
 from camseg_ros.diagnostics import COUNTERS
 from camseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb, stamp_ns
-from camseg_ros.scoring import Scorer
+from camseg_ros.tools.bagio import COMPRESSED, IMAGE, BagError, read_messages
+from camseg_ros.tools.scoring import Scorer
 
 SETTLE_S = 0.3  # extra spin for outputs in flight once the node reports itself idle
 

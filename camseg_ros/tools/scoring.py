@@ -10,7 +10,7 @@ import numpy as np
 from camseg_core.evaluation import plots
 from camseg_core.evaluation.metrics import MetricSuite, latency_summary
 from camseg_core.evaluation.report import describe_model, render_markdown
-from camseg_ros.bagio import BagError
+from camseg_ros.tools.bagio import BagError
 
 MAX_PENDING = 512  # images / labels waiting for their partner (by header stamp) before being dropped
 NUM_SAMPLES = 6  # sample strips: the first labelled frame of each stretch or window, at most this many

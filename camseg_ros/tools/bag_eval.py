@@ -15,19 +15,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from camseg_core.api import Segmenter, load_segmenter
-from camseg_core.cli import add_inference_flags, inference_options
-from camseg_core.config import PRESETS
+from camseg_core.cli.options import (add_device_group, add_flags, add_model_group, add_sampler_group,
+                                     load_model)
 from camseg_core.labels import colorize, label_ids_to_train_ids
-from camseg_ros.bagio import (COMPRESSED, IMAGE, BagError, BagRecorder, image_msg, load_stretches,
-                              output_topics, read_messages)
 from camseg_ros.image_codec import compressed_to_rgb, image_to_rgb, stamp_ns
-from camseg_ros.scoring import Scorer, write_report
+from camseg_ros.tools.bagio import (COMPRESSED, IMAGE, BagError, BagRecorder, image_msg, load_stretches,
+                                    output_topics, read_messages)
+from camseg_ros.tools.scoring import Scorer, write_report
 
 
 def run_bag_eval(segmenter, bag: str | Path, out_dir: str | Path, image_topic: str,
@@ -119,16 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic')
     p.add_argument('--label-topic', help='mono8 sensor_msgs/Image label topic (enables metrics)')
     p.add_argument('--label-format', default='trainids', choices=['trainids', 'labelids'])
-    model = p.add_mutually_exclusive_group()
-    model.add_argument('--checkpoint', help='checkpoint directory (default: the shipped demo model)')
-    model.add_argument('--preset', choices=sorted(PRESETS), help='randomly initialised model (tests)')
-    p.add_argument('--out', required=True, help='output directory')
-    p.add_argument('--batch-size', type=int, default=4)
+    add_model_group(p)
+    add_flags(p, 'out', 'batch_size')
     p.add_argument('--segment-seconds', type=float, default=10.0,
                    help='metric window length when the bag has no stretches.json')
-    add_inference_flags(p)
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'])
+    add_sampler_group(p, seed={'default': None, 'help': "sampler seed (default: the checkpoint's)"})
+    add_device_group(p)
     p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     return p
 
@@ -137,23 +133,19 @@ def main(argv=None) -> int:
     """Parse flags, load the model, run over the bag; exit 1 with a message on a bag error."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    overrides = inference_options(args)
     try:
-        options = dict(device=args.device, precision=args.precision, **overrides)
-        segmenter = (Segmenter.from_preset(args.preset, **options) if args.preset
-                     else load_segmenter(args.checkpoint, **options))
+        segmenter = load_model(args)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    try:
-        run_bag_eval(segmenter, args.bag, args.out, args.image_topic, args.label_topic, args.label_format,
-                     args.batch_size, args.segment_seconds, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f'camseg-bag-eval: error: {err}', file=sys.stderr)
-        if isinstance(err, BagError):
-            print(f'camseg-bag-eval: partial results kept in {args.out}', file=sys.stderr)
-        return 1
-    finally:
-        segmenter.close()
+    with closing(segmenter):
+        try:
+            run_bag_eval(segmenter, args.bag, args.out, args.image_topic, args.label_topic, args.label_format,
+                         args.batch_size, args.segment_seconds, progress=not args.no_progress)
+        except (ValueError, FileNotFoundError, FileExistsError) as err:
+            print(f'camseg-bag-eval: error: {err}', file=sys.stderr)
+            if isinstance(err, BagError):
+                print(f'camseg-bag-eval: partial results kept in {args.out}', file=sys.stderr)
+            return 1
     print(f'camseg-bag-eval: wrote {Path(args.out) / "segmented"}, report.md and metrics.json')
     return 0
 

@@ -6,32 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-WHOLE_MESSAGE_BYTES = 4_000_000  # a 1280x720 rgb8 frame (2.8 MB) or 32FC1 confidence (3.7 MB) in one piece
-
-
-def socket_buffer_limit() -> int:
-    """Return the largest socket buffer the kernel grants (bytes; 0 where it cannot be read)."""
-    try:
-        return min(int(Path(f'/proc/sys/net/core/{name}').read_text()) for name in ('rmem_max', 'wmem_max'))
-    except (OSError, ValueError):
-        return 0
-
-
-def large_data_transports(message_bytes: int = WHOLE_MESSAGE_BYTES) -> str:
-    """Return the FASTDDS_BUILTIN_TRANSPORTS value for large images between processes.
-
-    LARGE_DATA (shared memory on one host, TCP between hosts, UDP for discovery only), with messages of up to
-    `message_bytes` sent whole instead of in 64 KB fragments where the kernel's socket buffer limit allows
-    it (Fast DDS refuses to start its transports with a larger `sockets_size` than the kernel grants).
-    """
-    size = min(message_bytes, socket_buffer_limit())
-    if size < 1_000_000:
-        return 'LARGE_DATA'
-    return f'LARGE_DATA?max_msg_size={size}&sockets_size={size}'
-
-
-# Large images across processes need Fast DDS' large-data transports in every process.
-NODE_ENV = {'FASTDDS_BUILTIN_TRANSPORTS': large_data_transports()}
+from camseg_ros.transport import NODE_ENV
 
 
 def node_command(checkpoint: str | None, params: dict | None = None, ros_args: tuple = (),
@@ -66,9 +41,9 @@ def start_node(checkpoint: str | None, domain_id: int, log_path: str | Path, par
 
 def start_relay(domain_id: int, log_path: str | Path, width: int, height: int,
                 transports: str | None = None) -> subprocess.Popen:
-    """Start `camseg_ros.relay` (no model: answers each image with a WIDTH x HEIGHT mask), as start_node."""
-    return _spawn([sys.executable, '-m', 'camseg_ros.relay', str(width), str(height)], domain_id, log_path,
-                  None, transports)
+    """Start `camseg_ros.tools.relay` (no model: answers each image with a WIDTH x HEIGHT mask)."""
+    command = [sys.executable, '-m', 'camseg_ros.tools.relay', str(width), str(height)]
+    return _spawn(command, domain_id, log_path, None, transports)
 
 
 def _spawn(cmd: list[str], domain_id: int, log_path: str | Path, env: dict | None,

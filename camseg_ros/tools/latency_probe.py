@@ -2,11 +2,11 @@
 
 `camseg-latency-probe [--checkpoint DIR] [--width 1280 --height 720] [--overload 3]` publishes
 pre-serialised rgb8 frames one at a time (Fast DDS LARGE_DATA transport, a private ROS domain) and times the
-mask coming back, first from `camseg_ros.relay` (no model: the transport floor of any rclpy node), then from
-`segment_node` in its own process. The node's frames alternate, in `--blocks` blocks, with `segment()` calls
-in this process on the same model and sampler (after the same idle pause as each timed frame), so that a drift
-of the machine's speed hits both alike; then it publishes `--overload` times faster than inference (output
-frame age: receipt of the mask - header stamp, median and p95).
+mask coming back, first from `camseg_ros.tools.relay` (no model: the transport floor of any rclpy node), then
+from `segment_node` in its own process. The node's frames alternate, in `--blocks` blocks, with `segment()`
+calls in this process on the same model and sampler (after the same idle pause as each timed frame), so that a
+drift of the machine's speed hits both alike; then it publishes `--overload` times faster than inference
+(output frame age: receipt of the mask - header stamp, median and p95).
 
 The latency is split with the node's own diagnostics (medians): transport in (header stamp, set just before
 `publish()`, -> receipt in the node's callback: the probe's publish, DDS and rclpy's take), the node's stages
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from camseg_ros.latency_split import format_split, percentiles, split
-from camseg_ros.probe_client import IDLE_S, Probe, spin_until, time_frames, wait_for_answer
-from camseg_ros.process import NODE_ENV, random_checkpoint, start_node, start_relay, stop_node
+from camseg_core.cli.options import add_model_group, add_sampler_group
+from camseg_ros.tools.latency_split import format_split, percentiles, split
+from camseg_ros.tools.probe_client import IDLE_S, Probe, spin_until, time_frames, wait_for_answer
+from camseg_ros.tools.process import NODE_ENV, random_checkpoint, start_node, start_relay, stop_node
 
 
 def time_calls(seg, image: np.ndarray, repeats: int, idle: float) -> list[float]:
@@ -150,11 +151,13 @@ def measure_node(args, probe: Probe, executor, proc, log_dir: Path, seg, image: 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     parser = argparse.ArgumentParser(prog='camseg-latency-probe', description=__doc__.splitlines()[0])
-    parser.add_argument('--checkpoint', help='checkpoint directory (default: a random tiny model)')
+    add_model_group(parser, preset=False,
+                    checkpoint={'help': 'checkpoint directory (default: a random tiny model)'})
     parser.add_argument('--width', type=int, default=1280)
     parser.add_argument('--height', type=int, default=720)
-    parser.add_argument('--steps', type=int, default=20, help='diffusion steps (ddim)')
-    parser.add_argument('--ensemble', type=int, default=1, help='samples per frame (majority vote)')
+    add_sampler_group(parser, names=('steps', 'ensemble'),
+                      steps={'default': 20, 'help': 'diffusion steps (ddim)'},
+                      ensemble={'default': 1, 'help': 'samples per frame (majority vote)'})
     parser.add_argument('--repeats', type=int, default=40,
                         help='frames timed one at a time (and calls alone)')
     parser.add_argument('--blocks', type=int, default=8,
