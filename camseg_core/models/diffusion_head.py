@@ -144,11 +144,13 @@ class DiffusionHead(nn.Module):
     @torch.no_grad()
     def sample(self, z: torch.Tensor, steps: int = 100, scheduler: str = 'ddpm', temperature: float = 1.0,
                generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
-               capture: bool = False) -> torch.Tensor:
+               capture: bool = False, velocity=None) -> torch.Tensor:
         """Draw one token per condition. z: (M, D) -> (M, C).
 
         noise: (S', M, C) as `draw_noise` gives it (drawn here with `generator` when None). capture: on CUDA,
         replay the whole loop from a CUDA graph per (M, dtype, setting), with the same result as eager.
+        velocity: an outside denoiser `velocity(x (M, C), t (1,), z (M, D)) -> v (M, C)` with this head's
+        weights (e.g. an ONNX Runtime session) called at each step instead of this module; same loop.
         """
         if noise is None:
             noise = self.draw_noise(z.shape[0], steps, scheduler, generator, z.device)
@@ -156,8 +158,9 @@ class DiffusionHead(nn.Module):
             raise ValueError(f'noise of shape {tuple(noise.shape)} given, '
                              f'{self.noise_shape(z.shape[0], steps, scheduler)} needed')
         t, table, eta = self.device_table(steps, scheduler, z.device)
-        run = functools.partial(self._loop, t=t, table=table, eta=eta, temperature=temperature)
-        if capture:
+        run = functools.partial(self._loop, t=t, table=table, eta=eta, temperature=temperature,
+                                velocity=velocity)
+        if capture and velocity is None:
             key = ('head', tuple(z.shape), z.dtype, steps, scheduler, float(temperature))
             return self.graphs(key, run, z, noise.float())
         return run(z, noise.float())
@@ -172,15 +175,19 @@ class DiffusionHead(nn.Module):
         return self._tables[key]
 
     def _loop(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, table: torch.Tensor, eta: float,
-              temperature: float) -> torch.Tensor:
+              temperature: float, velocity=None) -> torch.Tensor:
         """Run the sampling loop: no host synchronisation, no random draws, nothing recomputed per step."""
-        cond = self.cond_embed(z)  # (M, W), the same at every step
-        temb = self.time_embed(timestep_embedding(t, self.config.width))  # (S, W), one row per step
+        if velocity is None:
+            cond = self.cond_embed(z)  # (M, W), the same at every step
+            temb = self.time_embed(timestep_embedding(t, self.config.width))  # (S, W), one row per step
         x = noise[0]  # (M, C)
         if eta == 0:  # deterministic steps: the temperature scales the starting noise instead
             x = x * temperature
         for i, (sa, sb, sap, direction, std) in enumerate(row.unbind() for row in table.unbind()):
-            v = self.denoise(x.to(z.dtype), temb[i] + cond).float()  # (M, C)
+            if velocity is None:
+                v = self.denoise(x.to(z.dtype), temb[i] + cond).float()  # (M, C)
+            else:
+                v = velocity(x, t[i:i + 1], z).float()
             x0 = sa * x - sb * v
             eps = sa * v + sb * x
             x = sap * x0 + direction * eps
