@@ -53,7 +53,7 @@ class _HeadStep(nn.Module):
         super().__init__()
         self.head = head
 
-    def forward(self, x, t, z):  # x (M, C), t (1,), z (M, D) -> v (M, C)
+    def forward(self, x, t, z):  # x (E*M, C), t (1,), z (M, D) -> v (E*M, C)
         head = self.head
         c = head.time_embed(timestep_embedding(t, head.config.width)) + head.cond_embed(z)  # (M, W)
         return head.denoise(x, c)
@@ -79,7 +79,7 @@ def graph_specs(model) -> dict[str, dict]:
     return {
         'encoder': (_Encoder(model), (torch.zeros(2, 3, h, w),), ['images'], 'condition'),
         'transformer': (_Transformer(model), (torch.zeros(2, L, cond),), ['condition'], 'z'),
-        'head_step': (_HeadStep(model.head), (torch.zeros(4, C), torch.tensor([999]), torch.zeros(4, width)),
+        'head_step': (_HeadStep(model.head), (torch.zeros(6, C), torch.tensor([999]), torch.zeros(3, width)),
                       ['x', 't', 'z'], 'v'),
         'decoder': (_Decoder(model), (torch.zeros(2, C, rows, cols),), ['latents'], 'decoded'),
     }
@@ -112,8 +112,9 @@ def export_onnx(model: nn.Module, directory: str | Path) -> Path:
     graphs = {}
     try:
         for name, (module, example, inputs, output) in graph_specs(model).items():
-            batch_inputs = [n for n in inputs if n != 't']
-            axes = {n: {0: 'batch'} for n in [*batch_inputs, output]}
+            axes = {n: {0: 'batch'} for n in [*inputs, output] if n != 't'}
+            if name == 'head_step':  # E samples of each of M conditions
+                axes = {'x': {0: 'samples'}, 'z': {0: 'conditions'}, 'v': {0: 'samples'}}
             path = directory / f'{name}.onnx'
             tmp = directory / f'{name}.onnx.tmp'
             with warnings.catch_warnings():

@@ -129,13 +129,13 @@ class OrtNetworks:
         return self._run('transformer', condition.float())
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """One denoiser call: x (M, C), t (1,), z (M, D) -> v (M, C)."""
+        """One denoiser call: x (E*M, C), t (1,), z (M, D) -> v (E*M, C)."""
         return self._run('head_step', x.float(), t.long(), z.float())
 
-    def sample_tokens(self, z: torch.Tensor, noise: torch.Tensor, sampler) -> torch.Tensor:
-        """The head's own sampling loop with this denoiser: z (M, W), noise (S', M, C) -> tokens (M, C)."""
+    def sample_tokens(self, z: torch.Tensor, noise: torch.Tensor, sampler, samples: int = 1) -> torch.Tensor:
+        """The head's own sampling loop with this denoiser: z (M, W), noise (S', E*M, C) -> (E*M, C)."""
         return self.model.head.sample(z, sampler.steps, sampler.scheduler, sampler.temperature, noise=noise,
-                                      velocity=self.velocity)
+                                      velocity=self.velocity, samples=samples)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled mask latents (N, C, h, w) -> class logits (N, K+1, H, W) or maskige (N, 3, H, W)."""

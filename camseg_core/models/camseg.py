@@ -220,9 +220,8 @@ class CamSeg(nn.Module):
         B, L, C = *image_tokens.shape[:2], self.config.autoencoder.latent_channels
         with timer('transformer'):
             z = nets.one_pass(image_tokens)  # (B, L, W), the same for every member
-        with timer('diffusion'):
-            z = z.repeat(ensemble, 1, 1).reshape(ensemble * B * L, -1)  # (E*B*L, W)
-            tokens = nets.sample_tokens(z, noise, sampler)  # (E*B*L, C)
+        with timer('diffusion'):  # the E members of a token share z and its AdaLN modulation
+            tokens = nets.sample_tokens(z.reshape(B * L, -1), noise, sampler, ensemble)  # (E*B*L, C)
         return tokens.view(ensemble * B, L, C).to(image_tokens.dtype)
 
     def one_pass(self, image_tokens: torch.Tensor) -> torch.Tensor:
@@ -231,9 +230,11 @@ class CamSeg(nn.Module):
         masked = torch.ones(B, L, dtype=torch.bool, device=image_tokens.device)
         return self.transformer(image_tokens, image_tokens.new_zeros(B, L, C), masked, num_masked=L)
 
-    def sample_tokens(self, z: torch.Tensor, noise: torch.Tensor, sampler: SamplerConfig) -> torch.Tensor:
-        """Sample one token per condition with the head: z (M, W), noise (S', M, C) -> tokens (M, C)."""
-        return self.head.sample(z, sampler.steps, sampler.scheduler, sampler.temperature, noise=noise)
+    def sample_tokens(self, z: torch.Tensor, noise: torch.Tensor, sampler: SamplerConfig,
+                      samples: int = 1) -> torch.Tensor:
+        """Sample E tokens per condition with the head: z (M, W), noise (S', E*M, C) -> (E*M, C), E-major."""
+        return self.head.sample(z, sampler.steps, sampler.scheduler, sampler.temperature, noise=noise,
+                                samples=samples)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, sampler: SamplerConfig, generator: torch.Generator | None = None,
