@@ -41,6 +41,8 @@ setup(
                 'ros-lifecycle-msgs', 'ros-builtin-interfaces'],
         'test': ['pytest', 'pytest-timeout', 'flake8', 'flake8-docstrings', 'pydocstyle',
                  'ros-ament-flake8', 'ros-ament-pep257'],
+        # ONNX export (camseg-export --onnx) and runtime='onnxruntime' (onnxruntime-gpu for CUDA/TensorRT)
+        'onnx': ['onnx', 'onnxruntime'],
     },
     zip_safe=True,
     maintainer='camseg developers',
@@ -55,6 +57,7 @@ setup(
             'camseg-eval = camseg_core.cli.eval:main',
             'camseg-compare = camseg_core.cli.compare:main',
             'camseg-sweep = camseg_core.cli.sweep:main',
+            'camseg-export = camseg_core.cli.export:main',
             'segment_node = camseg_ros.node:main',
             'camseg-latency-probe = camseg_ros.latency_probe:main',
             'camseg-bag-eval = camseg_ros.bag_eval:main',

@@ -154,7 +154,7 @@ class Segmenter:
         return results[0] if single else results
 
     def _attach_onnxruntime(self, model, device, precision, onnx_dir, checkpoint):
-        """Load the ONNX Runtime networks of `model` into self.networks; returns the model, fp32 on the CPU."""
+        """Load the ONNX Runtime networks of `model` into self.networks; return the model, fp32, CPU."""
         from .runtime_ort import OrtNetworks, import_onnxruntime, resolve_graphs
         import_onnxruntime()  # a clear ImportError before any export
         if not hasattr(model, 'one_pass'):

@@ -86,7 +86,7 @@ def graph_specs(model) -> dict[str, dict]:
 
 
 def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of the model's weights as float32 (names, shapes and values): what a set of graphs was made of."""
+    """Return the SHA-256 of the model's float32 weights (names, shapes, values): what graphs hold."""
     sha = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         value = value.detach().cpu()
@@ -103,7 +103,8 @@ def export_onnx(model: nn.Module, directory: str | Path) -> Path:
     The manifest is written last, so a directory with one holds a complete set. Returns the directory.
     """
     if not hasattr(model, 'one_pass'):
-        raise OnnxGraphError(f'only CAM-Seg models export to ONNX, not {getattr(model, "model_type", model)!r}')
+        kind = getattr(model, 'model_type', type(model).__name__)
+        raise OnnxGraphError(f'only CAM-Seg models export to ONNX, not {kind!r}')
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()

@@ -45,7 +45,7 @@ def cache_root() -> Path:
 
 
 def resolve_graphs(model, checkpoint: str | Path | None = None, onnx_dir: str | Path | None = None) -> Path:
-    """Return a directory of graphs of `model`'s weights, exporting them once if none exists (see module doc)."""
+    """Return a directory of graphs of `model`'s weights, exported once if there is none (module doc)."""
     if onnx_dir is not None:
         onnx_dir = Path(onnx_dir)
         if not (onnx_dir / 'camseg_onnx.json').exists():

@@ -134,13 +134,14 @@ class CamSeg(nn.Module):
 
         Each image row is sampled `ensemble` (E) times, member-major: output row e*B + b is member e of row b.
         Uses `sampler.num_iter` passes in a random order. Output row r draws its order and noise from its own
-        random stream, seeded by the generator's seed and streams[r] (default: the member e), so a row's result
-        does not depend on the other rows of its batch. With one pass every member shares the transformer's
-        output z (all tokens masked, same condition): the transformer runs once per image, the head samples
-        the E members from the one z. No step synchronises with the host; on CUDA with `capture_graphs`, a
-        one-pass sampler replays transformer and head from one CUDA graph per shape (timed as the stage
-        'generate'), and the head loop of a multi-pass sampler from one per pass. `networks`: an object with
-        this model's network calls (`one_pass`, `sample_tokens`; e.g. ONNX Runtime sessions), default self.
+        random stream, seeded by the generator's seed and streams[r] (default: the member e), so a row's
+        result does not depend on the other rows of its batch. With one pass every member shares the
+        transformer's output z (all tokens masked, same condition): the transformer runs once per image, the
+        head samples the E members from the one z. No step synchronises with the host; on CUDA with
+        `capture_graphs`, a one-pass sampler replays transformer and head from one CUDA graph per shape (timed
+        as the stage 'generate'), and the head loop of a multi-pass sampler from one per pass. `networks`: an
+        object with this model's network calls (`one_pass`, `sample_tokens`; e.g. ONNX Runtime sessions),
+        default self.
         """
         timer = timer or StageTimer()
         nets = self if networks is None else networks
@@ -225,7 +226,7 @@ class CamSeg(nn.Module):
         return tokens.view(ensemble * B, L, C).to(image_tokens.dtype)
 
     def one_pass(self, image_tokens: torch.Tensor) -> torch.Tensor:
-        """Transformer conditions of every mask token, all masked: image tokens (B, L, C [+ P]) -> z (B, L, W)."""
+        """Condition every mask token, all masked: image tokens (B, L, C [+ P]) -> z (B, L, W)."""
         B, L, C = *image_tokens.shape[:2], self.config.autoencoder.latent_channels
         masked = torch.ones(B, L, dtype=torch.bool, device=image_tokens.device)
         return self.transformer(image_tokens, image_tokens.new_zeros(B, L, C), masked, num_masked=L)
@@ -277,7 +278,7 @@ class CamSeg(nn.Module):
             return slots_to_train_ids(slot), conf.float()
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled mask latents (N, C, h, w) -> class logits (N, K+1, H, W), or maskige (N, 3, H, W) float32."""
+        """Scaled mask latents (N, C, h, w) -> class logits (N, K+1, H, W) or maskige (N, 3, H, W), fp32."""
         ae = self.autoencoder
         kind = latents.device.type
         # bf16 has fp32's range and decodes in bf16; fp16 decoders can overflow to NaN and decode in fp32

@@ -151,8 +151,8 @@ class DiffusionHead(nn.Module):
                capture: bool = False, velocity=None, samples: int = 1) -> torch.Tensor:
         """Draw `samples` (E) tokens per condition. z: (M, D) -> (E*M, C), sample-major (row e*M + j: z[j]).
 
-        noise: (S', E*M, C) as `draw_noise` gives it (drawn here with `generator` when None). capture: on CUDA,
-        replay the whole loop from a CUDA graph per (M, dtype, setting), with the same result as eager.
+        noise: (S', E*M, C) as `draw_noise` gives it (drawn here with `generator` when None). capture: on
+        CUDA, replay the whole loop from a CUDA graph per (M, dtype, setting), with the same result as eager.
         velocity: an outside denoiser `velocity(x (E*M, C), t (1,), z (M, D)) -> v (E*M, C)` with this head's
         weights (e.g. an ONNX Runtime session) called at each step instead of this module; same loop.
         """
