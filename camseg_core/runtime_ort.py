@@ -133,7 +133,7 @@ class OrtNetworks:
         return self._run('head_step', x.float(), t.long(), z.float())
 
     def sample_tokens(self, z: torch.Tensor, noise: torch.Tensor, sampler, samples: int = 1) -> torch.Tensor:
-        """The head's own sampling loop with this denoiser: z (M, W), noise (S', E*M, C) -> (E*M, C)."""
+        """Run the head's own sampling loop with this denoiser: z (M, W), noise (S', E*M, C) -> (E*M, C)."""
         return self.model.head.sample(z, sampler.steps, sampler.scheduler, sampler.temperature, noise=noise,
                                       velocity=self.velocity, samples=samples)
 

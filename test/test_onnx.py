@@ -20,7 +20,7 @@ pytest.importorskip('onnx', reason='onnx not installed (pip install -e .[onnx])'
 
 @pytest.fixture(scope='module')
 def demo_graphs(tmp_path_factory):
-    """The shipped demo model's graphs, exported once with the library call."""
+    """Export the shipped demo model's graphs once, with the library call."""
     model, _ = load_pretrained(resolve_checkpoint(None))
     return export_onnx(model, tmp_path_factory.mktemp('onnx') / 'demo')
 

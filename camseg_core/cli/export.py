@@ -1,6 +1,6 @@
 """camseg-export: save a checkpoint as a model ships (float16 weights, its sampler), and its ONNX graphs.
 
-Examples:
+For example
 camseg-export runs/seg runs/export --ensemble 8 --temperature 0.8          # weights + config.json
 camseg-export runs/seg runs/export --ensemble 8 --temperature 0.8 --onnx   # + runs/export/onnx/*.onnx
 camseg-export runs/seg runs/export --onnx graphs/                          # graphs into graphs/
