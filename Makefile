@@ -10,7 +10,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 comma  := ,
 # The PyPI ROS 2 wheels are only installed where no ROS distribution is sourced.
-EXTRAS := test$(if $(ROS_DISTRO),,$(comma)ros)
+EXTRAS := test$(comma)onnx$(if $(ROS_DISTRO),,$(comma)ros)
 
 DEMO      ?= runs/demo
 DEMO_RATE ?= 0.25

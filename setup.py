@@ -39,6 +39,8 @@ setup(
         # Everything the test suite runs: the training and bag extras, and torchmetrics as a reference.
         'test': ['pytest', 'pytest-timeout', 'flake8', 'flake8-docstrings', 'pydocstyle',
                  'ros-ament-flake8', 'ros-ament-pep257', 'torchmetrics>=1.0', *TRAIN, *BAGS],
+        # ONNX export (camseg-export --onnx) and runtime='onnxruntime' (onnxruntime-gpu for CUDA/TensorRT)
+        'onnx': ['onnx', 'onnxruntime'],
     },
     zip_safe=True,
     maintainer='camseg developers',
@@ -53,6 +55,7 @@ setup(
             'camseg-eval = camseg_core.cli.eval:main',
             'camseg-compare = camseg_core.cli.compare:main',
             'camseg-sweep = camseg_core.cli.sweep:main',
+            'camseg-export = camseg_core.cli.export:main',
             'segment_node = camseg_ros.node:main',
             'camseg-latency-probe = camseg_ros.tools.latency_probe:main',
             'camseg-bag-eval = camseg_ros.tools.bag_eval:main',

@@ -19,6 +19,7 @@ from .device import PRECISIONS, resolve_device  # noqa: F401 (re-exported for ca
 from .imageops import check_image, check_labels, letterbox, letterbox_labels, restore
 from .profiling import StageTimer
 
+RUNTIMES = ('torch', 'onnxruntime')  # what runs the four network calls; everything else is the same code
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
@@ -34,14 +35,29 @@ class Segmenter:
     """Segments RGB images into trainId maps with a per-pixel confidence.
 
     Build it with `from_pretrained(checkpoint_dir)` or `from_preset(name)` (random weights).
+
+    `runtime='onnxruntime'` runs the encoder, transformer, head step and decoder as ONNX graphs in ONNX
+    Runtime (`runtime_ort`; one pass only, fp32); `device` then picks its providers (cpu: CPU; cuda[:N] or
+    auto with onnxruntime-gpu: TensorRT, CUDA, CPU) while the code between the calls runs on the CPU.
+    `onnx_dir`: the graphs (exported there once if empty); default the checkpoint's onnx/ subfolder, else a
+    cache directory (`runtime_ort.resolve_graphs`). `checkpoint`: the directory the model was loaded from
+    (`from_pretrained` sets it).
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = 'auto', precision: str = 'fp32',
                  max_pixels: int | None = None, name: str = '', graphs: bool = True,
-                 exposure_floor: float = DEFAULT_EXPOSURE_FLOOR, **sampler):
+                 exposure_floor: float = DEFAULT_EXPOSURE_FLOOR, runtime: str = 'torch',
+                 onnx_dir: str | Path | None = None, checkpoint: str | Path | None = None, **sampler):
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        if runtime not in RUNTIMES:
+            raise ValueError(f'runtime must be one of {RUNTIMES}, got {runtime!r}')
         self.exposure_floor = check_exposure_floor(exposure_floor)
+        self.runtime = runtime
+        self.networks = None  # the network calls of the onnxruntime runtime (None: the model's own)
+        if runtime == 'onnxruntime':
+            model = self._attach_onnxruntime(model, device, precision, onnx_dir, checkpoint)
+            device = 'cpu'  # tensors between the network calls; the graphs run on ONNX Runtime's providers
         self.device = resolve_device(device)
         self.precision = precision
         self.max_pixels = int(max_pixels or DEFAULT_MAX_PIXELS)
@@ -63,7 +79,8 @@ class Segmenter:
     def from_pretrained(cls, path: str | Path, **options) -> 'Segmenter':
         """Load a checkpoint directory (config.json + model.safetensors); see `__init__` for the options."""
         model, _ = load_pretrained(path)
-        return cls(model, name=options.pop('name', Path(path).name), **options)
+        directory = Path(path) if Path(path).is_dir() else Path(path).parent
+        return cls(model, name=options.pop('name', directory.name), checkpoint=directory, **options)
 
     @classmethod
     def from_preset(cls, name: str, seed: int = 0, **options) -> 'Segmenter':
@@ -83,6 +100,9 @@ class Segmenter:
             raise ValueError(f'unknown sampler settings: {sorted(unknown)}')
         candidate = dataclasses.replace(self.sampler, **changes)
         candidate.validate()
+        if self.networks is not None and candidate.num_iter != 1:
+            raise ValueError(f'runtime {self.runtime!r} predicts in one pass: num_iter must be 1, '
+                             f'got {candidate.num_iter}')
         self.sampler = candidate
         return candidate
 
@@ -108,11 +128,25 @@ class Segmenter:
         with timer('preprocess'):
             x, placements = letterbox(batch, self.config.image_size, self.device, self.exposure_floor)
         with self._autocast():
-            ids, conf = self.model.predict(x, self.sampler, generator, timer)
+            extra = {} if self.networks is None else {'networks': self.networks}
+            ids, conf = self.model.predict(x, self.sampler, generator, timer, **extra)
         with timer('postprocess'):
             results = [Segmentation(*restore(ids[i], conf[i], p)) for i, p in enumerate(placements)]
         self.last_timings = dict(timer.seconds)
         return results[0] if single else results
+
+    def _attach_onnxruntime(self, model, device, precision, onnx_dir, checkpoint):
+        """Load the ONNX Runtime networks of `model` into self.networks; return the model, fp32, CPU."""
+        from .runtime_ort import OrtNetworks, import_onnxruntime, resolve_graphs
+        import_onnxruntime()  # a clear ImportError before any export
+        if not hasattr(model, 'one_pass'):
+            raise ValueError(f"runtime 'onnxruntime' runs CAM-Seg models only, not {model.model_type!r}")
+        if precision != 'fp32':
+            raise ValueError(f"runtime 'onnxruntime' runs the fp32 graphs; precision must be fp32, "
+                             f'got {precision!r}')
+        model = model.float().cpu().eval()
+        self.networks = OrtNetworks(resolve_graphs(model, checkpoint, onnx_dir), model, str(device))
+        return model
 
     def _autocast(self):
         """Return the autocast context of this Segmenter's precision (off for fp32)."""
@@ -161,8 +195,8 @@ class Segmenter:
         return letterbox_labels(batch, self.config.image_size, self.device)
 
     def close(self) -> None:
-        """Drop the model and free its (GPU) memory."""
-        self.model = None
+        """Drop the model (and ONNX Runtime sessions) and free its (GPU) memory."""
+        self.model = self.networks = None
         gc.collect()
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()

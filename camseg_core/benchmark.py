@@ -49,6 +49,8 @@ def apply_setting(seg: Segmenter, name: str, changes: dict, sampler, precision: 
     chosen = changes.pop('precision', precision)
     if chosen not in PRECISIONS:
         raise ValueError(f'setting {name!r}: precision must be one of {sorted(PRECISIONS)}')
+    if chosen != 'fp32' and seg.runtime != 'torch':
+        raise ValueError(f'setting {name!r}: runtime {seg.runtime!r} runs fp32 only, not {chosen}')
     seg.sampler, seg.precision = sampler, chosen
     seg.set_sampler(**changes)
     return chosen
@@ -138,7 +140,8 @@ def benchmark(seg: Segmenter, height: int, width: int, batch_size: int, settings
         r['speedup_vs_paper'] = (results[reference]['latency_ms_median'] / r['latency_ms_median']
                                  if reference else None)
     return {
-        'model': seg.name, 'device': str(seg.device), 'precision': seg.precision,
+        'model': seg.name, 'device': str(seg.device), 'precision': seg.precision, 'runtime': seg.runtime,
+        'providers': [p if isinstance(p, str) else p[0] for p in getattr(seg.networks, 'providers', [])],
         'graphs': seg.device.type == 'cuda' and bool(getattr(seg.model, 'capture_graphs', False)),
         'paper_setting': reference,
         'input_size': [height, width], 'processing_size': list(seg.config.image_size),
@@ -151,7 +154,9 @@ def format_table(report: dict) -> str:
     """Format one benchmark report as a plain-text table."""
     (ih, iw), (ph, pw) = report['input_size'], report['processing_size']
     graphs = 'on' if report.get('graphs') else 'off'
-    head = (f"{report['model']} on {report['device']} ({report['precision']}, CUDA graphs {graphs}), "
+    where = ', '.join(report.get('providers') or []) or report['device']
+    head = (f"{report['model']} on {report.get('runtime', 'torch')} / {where} ({report['precision']}, "
+            f"CUDA graphs {graphs}), "
             f"input {ih}x{iw}, processing {ph}x{pw}; speedup over {report.get('paper_setting')!r}, same run")
     cols = ['setting', 'precision', 'median ms', 'p95 ms', 'FPS', 'img/s', 'speedup', *STAGES, 'mem MiB']
     rows = []
@@ -167,3 +172,25 @@ def format_table(report: dict) -> str:
     line = ' | '.join(c.ljust(w) for c, w in zip(cols, widths))
     body = '\n'.join(' | '.join(v.ljust(w) for v, w in zip(r, widths)) for r in rows)
     return f"{head}\n{line}\n{'-' * len(line)}\n{body}"
+
+
+def compare_runtimes(reports: dict[str, dict]) -> dict:
+    """Per setting, each runtime's median latency and its speed relative to the first runtime (x faster)."""
+    first, *_ = reports
+    table = {}
+    for name, base in reports[first]['settings'].items():
+        row = {rt: r['settings'][name]['latency_ms_median'] for rt, r in reports.items()}
+        table[name] = {'latency_ms_median': row,
+                       'speed_vs_' + first: {rt: row[first] / ms for rt, ms in row.items()}}
+    return table
+
+
+def format_comparison(comparison: dict) -> str:
+    """Format `compare_runtimes` as lines: setting, each runtime's median ms, and the speed ratio."""
+    lines = []
+    for name, row in comparison.items():
+        ratio_key = next(k for k in row if k.startswith('speed_vs_'))
+        medians = ', '.join(f'{rt} {ms:.1f} ms' for rt, ms in row['latency_ms_median'].items())
+        ratios = ', '.join(f'{rt} {x:.2f}x' for rt, x in row[ratio_key].items())
+        lines.append(f'{name}: median {medians}; speed {ratio_key[9:]}-relative: {ratios}')
+    return '\n'.join(lines)

@@ -44,14 +44,17 @@ def save_pretrained(model: nn.Module, directory: str | Path, meta: dict | None =
 
 
 def export_pretrained(source: str | Path, directory: str | Path, ensemble: int | None = None,
-                      dtype: torch.dtype = torch.float16, temperature: float | None = None) -> Path:
+                      dtype: torch.dtype = torch.float16, temperature: float | None = None,
+                      steps: int | None = None) -> Path:
     """Save the checkpoint `source` into `directory` as a model ships: weights stored as `dtype`.
 
-    `ensemble` sets how many samples a CAM-Seg checkpoint's default sampler votes over and `temperature` its
-    sampling noise scale (None: kept). Invalid values raise ValueError before anything is written.
+    `ensemble` sets how many samples a CAM-Seg checkpoint's default sampler votes over, `temperature` its
+    sampling noise scale and `steps` its diffusion steps (None: kept). Invalid values raise ValueError before
+    anything is written.
     """
     model, header = load_pretrained(source)
-    changes = {k: v for k, v in (('ensemble', ensemble), ('temperature', temperature)) if v is not None}
+    changes = {k: v for k, v in (('ensemble', ensemble), ('temperature', temperature), ('steps', steps))
+               if v is not None}
     if changes:
         sampler = dataclasses.replace(model.config.sampler, **changes)
         sampler.validate()

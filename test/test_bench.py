@@ -74,3 +74,25 @@ def test_bad_settings_are_reported(tiny_checkpoint):
         bench.main(['--checkpoint', str(tiny_checkpoint), '--setting', 'bad=steps:1,precision:fp8',
                     '--iters', '1'])
     assert exc.value.code == 2
+
+
+def test_bench_times_both_runtimes_in_one_run(tmp_path, tiny_checkpoint, capsys):
+    pytest.importorskip('onnxruntime', reason='onnxruntime not installed (pip install -e .[onnx])')
+    out = tmp_path / 'b.json'
+    assert bench.main(['--checkpoint', str(tiny_checkpoint), '--size', '40x60', '--iters', '1',
+                       '--warmup', '0', '--runtime', 'torch,onnxruntime', '--onnx-dir', str(tmp_path / 'g'),
+                       '--setting', 'one=num_iter:1,steps:2,scheduler:ddim,ensemble:2', '--no-paper',
+                       '--json', str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report['runtimes']) == {'torch', 'onnxruntime'}
+    assert report['runtimes']['onnxruntime']['providers'] == ['CPUExecutionProvider']
+    row = report['comparison']['one']
+    assert row['speed_vs_torch']['torch'] == 1.0 and row['speed_vs_torch']['onnxruntime'] > 0
+    assert 'speed torch-relative' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(['--runtime', 'torch,keras'])
+    with pytest.raises(SystemExit) as bf16:
+        bench.main(['--checkpoint', str(tiny_checkpoint), '--runtime', 'onnxruntime', '--onnx-dir',
+                    str(tmp_path / 'g'), '--setting', 'b=steps:1,precision:bf16', '--no-paper',
+                    '--json', str(out)])
+    assert bf16.value.code == 2

@@ -248,3 +248,29 @@ def test_generate_never_synchronises_with_the_host(tiny_segmenter):
     assert out.shape == tokens.shape
     with pytest.raises(AssertionError, match='host synchronisation'), NoHostSync():
         int(tokens[0, 0, 0])  # the guard itself works
+
+
+@pytest.mark.parametrize('changes', [dict(scheduler='ddim', steps=4, temperature=0.8),
+                                     dict(scheduler='ddpm', steps=3, temperature=1.0)])
+def test_vote_shares_the_transformer_pass_with_the_same_result(changes):
+    """`predict` runs the transformer once per image and samples the E members from its one z.
+
+    Against the computation it replaced (the transformer on E copies of the image tokens, each member from
+    its own stream e, decoded and voted): the same tokens to float tolerance and the same labels.
+    """
+    from camseg_core.api import load_segmenter
+    from camseg_core.models.camseg import from_tokens
+    seg = load_segmenter(device='cpu', ensemble=4, **changes)
+    model, sampler = seg.model, seg.sampler
+    images = torch.rand(2, 3, *seg.config.image_size) * 2 - 1
+    E, N = sampler.ensemble, images.shape[0]
+    ids, conf = model.predict(images, sampler, torch.Generator().manual_seed(5))
+    cond = model.image_condition(images.contiguous(memory_format=torch.channels_last))
+    old = model.generate(cond.repeat(E, 1, 1), sampler, torch.Generator().manual_seed(5),
+                         streams=[e for e in range(E) for _ in range(N)])  # (E*N, L, C)
+    new = model.generate(cond, sampler, torch.Generator().manual_seed(5), ensemble=E)
+    torch.testing.assert_close(new, old, rtol=1e-4, atol=1e-4)
+    old_ids, old_conf = model.decode_mask(from_tokens(old, model.grid))
+    old_ids, old_conf = vote(old_ids.view(E, N, *old_ids.shape[1:]), old_conf.view(E, N, *old_conf.shape[1:]))
+    assert torch.equal(ids, old_ids)
+    torch.testing.assert_close(conf, old_conf, rtol=1e-4, atol=1e-4)

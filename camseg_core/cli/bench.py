@@ -5,8 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..api import PRECISIONS, Segmenter
-from ..benchmark import DEFAULT_SETTINGS, benchmark, format_table
+from ..api import PRECISIONS, RUNTIMES, Segmenter
+from ..benchmark import DEFAULT_SETTINGS, benchmark, compare_runtimes, format_comparison, format_table
 from ..config import PRESETS
 
 
@@ -20,6 +20,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def parse_runtimes(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(',') if n.strip()]
+    bad = [n for n in names if n not in RUNTIMES]
+    if not names or bad or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f'runtimes must be distinct names from {RUNTIMES}, got {text!r}')
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     parser = argparse.ArgumentParser(prog='camseg-bench', description=__doc__)
@@ -31,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--precision', choices=sorted(PRECISIONS), default='fp32')
+    parser.add_argument('--runtime', type=parse_runtimes, default=['torch'], metavar='NAME[,NAME]',
+                        help='what runs the networks: torch, onnxruntime, or both (torch,onnxruntime) timed '
+                             'in one run with their speed ratio (default torch)')
+    parser.add_argument('--onnx-dir', help='ONNX graphs for onnxruntime (default: the checkpoint\'s onnx/ '
+                                           'subfolder, else exported once into a cache directory)')
     parser.add_argument('--setting', action='append', metavar='NAME=KEY:VAL,...',
                         help='sampler setting to compare (repeatable), '
                              'e.g. fast=num_iter:1,steps:10,scheduler:ddim (precision:bf16 overrides '
@@ -54,15 +67,25 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         parser.error('--batch-size and --iters must be >= 1, --warmup >= 0')
+    reports = {}
     try:
-        options = dict(device=args.device, precision=args.precision, graphs=args.graphs)
-        seg = (Segmenter.from_pretrained(args.checkpoint, **options) if args.checkpoint
-               else Segmenter.from_preset(args.preset, **options))
-        report = benchmark(seg, *args.size, args.batch_size, args.setting or list(DEFAULT_SETTINGS),
-                           iters=args.iters, warmup=args.warmup, reference_wanted=args.paper)
-    except ValueError as e:
+        for runtime in args.runtime:
+            options = dict(device=args.device, precision=args.precision, graphs=args.graphs, runtime=runtime)
+            if runtime == 'onnxruntime':
+                options['onnx_dir'] = args.onnx_dir
+            seg = (Segmenter.from_pretrained(args.checkpoint, **options) if args.checkpoint
+                   else Segmenter.from_preset(args.preset, **options))
+            reports[runtime] = benchmark(seg, *args.size, args.batch_size,
+                                         args.setting or list(DEFAULT_SETTINGS), iters=args.iters,
+                                         warmup=args.warmup, reference_wanted=args.paper)
+            print(format_table(reports[runtime]), flush=True)
+            seg.close()
+    except (ValueError, ImportError) as e:
         parser.exit(2, f'camseg-bench: error: {e}\n')
-    print(format_table(report))
+    report = reports[args.runtime[0]]
+    if len(reports) > 1:
+        report = {'runtimes': reports, 'comparison': compare_runtimes(reports)}
+        print(format_comparison(report['comparison']))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + '\n')
     print(f'wrote {args.json}')

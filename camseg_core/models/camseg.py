@@ -129,28 +129,42 @@ class CamSeg(nn.Module):
     @torch.no_grad()
     def generate(self, image_tokens: torch.Tensor, sampler: SamplerConfig,
                  generator: torch.Generator | None = None, timer: StageTimer | None = None,
-                 streams: Sequence[int] | None = None) -> torch.Tensor:
-        """Generate mask tokens (B, L, C) for image tokens (B, L, C [+ P]) from `image_condition`.
+                 streams: Sequence[int] | None = None, ensemble: int = 1, networks=None) -> torch.Tensor:
+        """Generate mask tokens (E*B, L, C) for image tokens (B, L, C [+ P]) from `image_condition`.
 
-        Uses `sampler.num_iter` passes in a random order. Row b draws its order and noise from its own random
-        stream, seeded by the generator's seed and streams[b] (default 0, e.g. the ensemble member), so a
-        row's result does not depend on the other rows of its batch. No step synchronises with the host; on
-        CUDA with `capture_graphs`, a one-pass sampler replays transformer and head from one CUDA graph per
-        shape (timed as the stage 'generate'), and the head loop of a multi-pass sampler from one per pass.
+        Each image row is sampled `ensemble` (E) times, member-major: output row e*B + b is member e of row b.
+        Uses `sampler.num_iter` passes in a random order. Output row r draws its order and noise from its own
+        random stream, seeded by the generator's seed and streams[r] (default: the member e), so a row's
+        result does not depend on the other rows of its batch. With one pass every member shares the
+        transformer's output z (all tokens masked, same condition): the transformer runs once per image, the
+        head samples the E members from the one z. No step synchronises with the host; on CUDA with
+        `capture_graphs`, a one-pass sampler replays transformer and head from one CUDA graph per shape (timed
+        as the stage 'generate'), and the head loop of a multi-pass sampler from one per pass. `networks`: an
+        object with this model's network calls (`one_pass`, `sample_tokens`; e.g. ONNX Runtime sessions),
+        default self.
         """
         timer = timer or StageTimer()
+        nets = self if networks is None else networks
         B, L, C = *image_tokens.shape[:2], self.config.autoencoder.latent_channels
-        order, noise = self.draw_noise(B, L, sampler, generator, streams, image_tokens.device)
-        capture = self.capture_graphs and image_tokens.is_cuda
+        E = int(ensemble)
+        if streams is None:
+            streams = [e for e in range(E) for _ in range(B)]
+        order, noise = self.draw_noise(E * B, L, sampler, generator, streams, image_tokens.device)
+        capture = self.capture_graphs and image_tokens.is_cuda and nets is self
         if sampler.num_iter == 1:
-            noise = noise.reshape(noise.shape[0], B * L, C)  # (S', B*L, C)
+            noise = noise.reshape(noise.shape[0], E * B * L, C)  # (S', E*B*L, C)
             if not capture:
-                return self._single_pass(image_tokens, noise, sampler, timer)
-            key = ('pass', tuple(image_tokens.shape), image_tokens.dtype, sampler.steps, sampler.scheduler,
+                return self._single_pass(image_tokens, noise, sampler, timer, E, nets)
+            key = ('pass', tuple(image_tokens.shape), image_tokens.dtype, E, sampler.steps, sampler.scheduler,
                    float(sampler.temperature))
             with timer('generate'):
-                run = functools.partial(self._single_pass, sampler=sampler)
+                run = functools.partial(self._single_pass, sampler=sampler, ensemble=E)
                 return self.graphs(key, run, image_tokens, noise)
+        if nets is not self:
+            raise ValueError('this runtime predicts in one pass only (num_iter 1), '
+                             f'got num_iter {sampler.num_iter}')
+        image_tokens = image_tokens.repeat(E, 1, 1)  # (E*B, L, C [+ P]): each member its own passes
+        B = E * B
         tokens = image_tokens.new_zeros(B, L, C)
         masked = torch.ones(B, L, dtype=torch.bool, device=image_tokens.device)
         before = L  # tokens masked before this pass
@@ -200,62 +214,80 @@ class CamSeg(nn.Module):
         return order, torch.stack([drawn[s][1] for s in streams], dim=1)
 
     def _single_pass(self, image_tokens: torch.Tensor, noise: torch.Tensor, sampler: SamplerConfig,
-                     timer: StageTimer | None = None) -> torch.Tensor:
-        """Predict every mask token in one pass. noise (S', B*L, C) -> tokens (B, L, C)."""
+                     timer: StageTimer | None = None, ensemble: int = 1, networks=None) -> torch.Tensor:
+        """Predict every mask token in one pass: noise (S', E*B*L, C) -> tokens (E*B, L, C), member-major."""
         timer = timer or StageTimer()
+        nets = self if networks is None else networks
+        B, L, C = *image_tokens.shape[:2], self.config.autoencoder.latent_channels
+        with timer('transformer'):
+            z = nets.one_pass(image_tokens)  # (B, L, W), the same for every member
+        with timer('diffusion'):  # the E members of a token share z and its AdaLN modulation
+            tokens = nets.sample_tokens(z.reshape(B * L, -1), noise, sampler, ensemble)  # (E*B*L, C)
+        return tokens.view(ensemble * B, L, C).to(image_tokens.dtype)
+
+    def one_pass(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        """Condition every mask token, all masked: image tokens (B, L, C [+ P]) -> z (B, L, W)."""
         B, L, C = *image_tokens.shape[:2], self.config.autoencoder.latent_channels
         masked = torch.ones(B, L, dtype=torch.bool, device=image_tokens.device)
-        with timer('transformer'):
-            z = self.transformer(image_tokens, image_tokens.new_zeros(B, L, C), masked, num_masked=L)
-        with timer('diffusion'):
-            tokens = self.head.sample(z.reshape(B * L, -1), sampler.steps, sampler.scheduler,
-                                      sampler.temperature, noise=noise)  # (B*L, C)
-        return tokens.view(B, L, C).to(image_tokens.dtype)
+        return self.transformer(image_tokens, image_tokens.new_zeros(B, L, C), masked, num_masked=L)
+
+    def sample_tokens(self, z: torch.Tensor, noise: torch.Tensor, sampler: SamplerConfig,
+                      samples: int = 1) -> torch.Tensor:
+        """Sample E tokens per condition with the head: z (M, W), noise (S', E*M, C) -> (E*M, C), E-major."""
+        return self.head.sample(z, sampler.steps, sampler.scheduler, sampler.temperature, noise=noise,
+                                samples=samples)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, sampler: SamplerConfig, generator: torch.Generator | None = None,
-                timer: StageTimer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                timer: StageTimer | None = None, networks=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Segment preprocessed images.
 
         Images (N, 3, H, W) in [-1, 1] at the processing size -> trainIds (N, H, W) uint8 and
         confidence (N, H, W) float32. Ensemble member e of every image samples from random stream e, so an
-        image's result does not depend on the other images of the batch.
+        image's result does not depend on the other images of the batch. The encoder runs once per image, the
+        decoder once per member (batched). `networks`: the four network calls (`image_condition`,
+        `one_pass`, `sample_tokens`, `decode_latents`) from elsewhere, e.g. ONNX Runtime
+        (`runtime_ort.OrtNetworks`); everything between them is this method's, whatever runs the networks.
         """
         timer = timer or StageTimer()
         images = images.contiguous(memory_format=torch.channels_last)  # NHWC, like the Segmenter's weights
         with timer('encode'):
-            image_tokens = self.image_condition(images)  # (N, L, C [+ P])
-        E, N = sampler.ensemble, images.shape[0]
-        tokens = self.generate(image_tokens.repeat(E, 1, 1), sampler, generator, timer,
-                               streams=[e for e in range(E) for _ in range(N)])  # (E*N, L, C)
-        ids, conf = self.decode_mask(from_tokens(tokens, self.grid), timer)
+            image_tokens = (self if networks is None else networks).image_condition(images)  # (N, L, C [+ P])
+        E = sampler.ensemble
+        tokens = self.generate(image_tokens, sampler, generator, timer, ensemble=E,
+                               networks=networks)  # (E*N, L, C), member e from stream e
+        ids, conf = self.decode_mask(from_tokens(tokens, self.grid), timer, networks)  # (E*N, H, W) each
         return vote(ids.view(E, -1, *ids.shape[1:]), conf.view(E, -1, *conf.shape[1:]))
 
     @torch.no_grad()
-    def decode_mask(self, latents: torch.Tensor, timer: StageTimer | None = None
+    def decode_mask(self, latents: torch.Tensor, timer: StageTimer | None = None, networks=None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled mask latents (N, C, h, w) -> trainIds (N, H, W) uint8 and confidence (N, H, W) float32.
 
         With a class head: the most probable class (IGNORE_INDEX for void) and its softmax probability.
         Without: the nearest palette colour of the decoded maskige and its distance ratio confidence.
+        `networks` runs the decoder (`decode_latents`) instead of this model; the rest is the same.
         """
         timer = timer or StageTimer()
+        with timer('decode'):
+            decoded = (self if networks is None else networks).decode_latents(latents)
+        with timer('postprocess'):
+            if self.autoencoder.class_head is None:
+                return decode_maskige(decoded)
+            conf, slot = decoded.softmax(1).max(1)  # (N, H, W) each
+            return slots_to_train_ids(slot), conf.float()
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled mask latents (N, C, h, w) -> class logits (N, K+1, H, W) or maskige (N, 3, H, W), fp32."""
         ae = self.autoencoder
         kind = latents.device.type
         # bf16 has fp32's range and decodes in bf16; fp16 decoders can overflow to NaN and decode in fp32
         bf16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
-        latents = latents.float()
-        latents = latents.contiguous(memory_format=torch.channels_last)
-        with timer('decode'), torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
+        latents = latents.float().contiguous(memory_format=torch.channels_last)
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
             if ae.class_head is None:
-                maskige = ae.decode(latents).float()  # (N, 3, H, W)
-            else:
-                logits = ae.decode_classes(latents).float()  # (N, K+1, H, W)
-        with timer('postprocess'):
-            if ae.class_head is None:
-                return decode_maskige(maskige)
-            conf, slot = logits.softmax(1).max(1)  # (N, H, W) each
-            return slots_to_train_ids(slot), conf.float()
+                return ae.decode(latents).float()  # (N, 3, H, W)
+            return ae.decode_classes(latents).float()  # (N, K+1, H, W)
 
     @torch.no_grad()
     def reconstruct_mask(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

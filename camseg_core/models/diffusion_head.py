@@ -75,12 +75,16 @@ class DiffusionHead(nn.Module):
         return self.denoise(x, self.time_embed(timestep_embedding(t, self.config.width)) + self.cond_embed(z))
 
     def denoise(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Predict v from noisy tokens x (M, C) and the embedded time + condition c (M, W) -> (M, C)."""
-        h = self.input_proj(x)
+        """Predict v from noisy tokens x (M, C) and the embedded time + condition c (M', W) -> (M, C).
+
+        M is a multiple E of M': row e*M' + j of x is conditioned on c[j] (E samples of one condition, e.g.
+        ensemble members), and each AdaLN modulation is computed once per condition, not per sample.
+        """
+        h = self.input_proj(x).view(-1, c.shape[0], c.shape[-1])  # (E, M', W)
         for block in self.blocks:
             h = block(h, c)
-        shift, scale = self.final_ada(c).chunk(2, dim=-1)
-        return self.output_proj(self.final_norm(h) * (1 + scale) + shift)
+        shift, scale = self.final_ada(c).chunk(2, dim=-1)  # (M', W) each, broadcast over E
+        return self.output_proj(self.final_norm(h) * (1 + scale) + shift).reshape(x.shape)
 
     def loss(self, target: torch.Tensor, z: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Denoising loss. target: (M, C) clean tokens, z: (M, D), weight: (M,) (1 = masked token counted).
@@ -144,20 +148,24 @@ class DiffusionHead(nn.Module):
     @torch.no_grad()
     def sample(self, z: torch.Tensor, steps: int = 100, scheduler: str = 'ddpm', temperature: float = 1.0,
                generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
-               capture: bool = False) -> torch.Tensor:
-        """Draw one token per condition. z: (M, D) -> (M, C).
+               capture: bool = False, velocity=None, samples: int = 1) -> torch.Tensor:
+        """Draw `samples` (E) tokens per condition. z: (M, D) -> (E*M, C), sample-major (row e*M + j: z[j]).
 
-        noise: (S', M, C) as `draw_noise` gives it (drawn here with `generator` when None). capture: on CUDA,
-        replay the whole loop from a CUDA graph per (M, dtype, setting), with the same result as eager.
+        noise: (S', E*M, C) as `draw_noise` gives it (drawn here with `generator` when None). capture: on
+        CUDA, replay the whole loop from a CUDA graph per (M, dtype, setting), with the same result as eager.
+        velocity: an outside denoiser `velocity(x (E*M, C), t (1,), z (M, D)) -> v (E*M, C)` with this head's
+        weights (e.g. an ONNX Runtime session) called at each step instead of this module; same loop.
         """
+        rows = samples * z.shape[0]
         if noise is None:
-            noise = self.draw_noise(z.shape[0], steps, scheduler, generator, z.device)
-        if tuple(noise.shape) != self.noise_shape(z.shape[0], steps, scheduler):
+            noise = self.draw_noise(rows, steps, scheduler, generator, z.device)
+        if tuple(noise.shape) != self.noise_shape(rows, steps, scheduler):
             raise ValueError(f'noise of shape {tuple(noise.shape)} given, '
-                             f'{self.noise_shape(z.shape[0], steps, scheduler)} needed')
+                             f'{self.noise_shape(rows, steps, scheduler)} needed')
         t, table, eta = self.device_table(steps, scheduler, z.device)
-        run = functools.partial(self._loop, t=t, table=table, eta=eta, temperature=temperature)
-        if capture:
+        run = functools.partial(self._loop, t=t, table=table, eta=eta, temperature=temperature,
+                                velocity=velocity)
+        if capture and velocity is None:
             key = ('head', tuple(z.shape), z.dtype, steps, scheduler, float(temperature))
             return self.graphs(key, run, z, noise.float())
         return run(z, noise.float())
@@ -172,15 +180,19 @@ class DiffusionHead(nn.Module):
         return self._tables[key]
 
     def _loop(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, table: torch.Tensor, eta: float,
-              temperature: float) -> torch.Tensor:
+              temperature: float, velocity=None) -> torch.Tensor:
         """Run the sampling loop: no host synchronisation, no random draws, nothing recomputed per step."""
-        cond = self.cond_embed(z)  # (M, W), the same at every step
-        temb = self.time_embed(timestep_embedding(t, self.config.width))  # (S, W), one row per step
-        x = noise[0]  # (M, C)
+        if velocity is None:
+            cond = self.cond_embed(z)  # (M', W), the same at every step
+            temb = self.time_embed(timestep_embedding(t, self.config.width))  # (S, W), one row per step
+        x = noise[0]  # (M, C), M = E*M'
         if eta == 0:  # deterministic steps: the temperature scales the starting noise instead
             x = x * temperature
         for i, (sa, sb, sap, direction, std) in enumerate(row.unbind() for row in table.unbind()):
-            v = self.denoise(x.to(z.dtype), temb[i] + cond).float()  # (M, C)
+            if velocity is None:
+                v = self.denoise(x.to(z.dtype), temb[i] + cond).float()  # (M, C)
+            else:
+                v = velocity(x, t[i:i + 1], z).float()
             x0 = sa * x - sb * v
             eps = sa * v + sb * x
             x = sap * x0 + direction * eps
