@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .api import PRECISIONS, Segmenter
+from .api import Segmenter
+from .device import PRECISIONS
 
 # 'generate': transformer and head replayed as one CUDA graph (one-pass sampling on CUDA), not split.
 STAGES = ('preprocess', 'encode', 'transformer', 'diffusion', 'generate', 'decode', 'postprocess')

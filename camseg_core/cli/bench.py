@@ -5,19 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..api import PRECISIONS, RUNTIMES, Segmenter
+from ..api import RUNTIMES, Segmenter
 from ..benchmark import DEFAULT_SETTINGS, benchmark, compare_runtimes, format_comparison, format_table
-from ..config import PRESETS
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 256x512, got {text!r}') from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
-    return h, w
+from .options import add_device_group, add_flags, add_model_group
 
 
 def parse_runtimes(text: str) -> list[str]:
@@ -31,14 +21,10 @@ def parse_runtimes(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     parser = argparse.ArgumentParser(prog='camseg-bench', description=__doc__)
-    model = parser.add_mutually_exclusive_group()
-    model.add_argument('--preset', choices=sorted(PRESETS), default='tiny',
-                       help='random-weight preset to time')
-    model.add_argument('--checkpoint', help='checkpoint directory to time instead of a preset')
-    parser.add_argument('--size', type=parse_size, default=(256, 512), help='input HxW (default 256x512)')
-    parser.add_argument('--batch-size', type=int, default=1)
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    parser.add_argument('--precision', choices=sorted(PRECISIONS), default='fp32')
+    add_model_group(parser, preset={'default': 'tiny', 'help': 'random-weight preset to time'},
+                    checkpoint={'help': 'checkpoint directory to time instead of a preset'})
+    add_flags(parser, 'size', 'batch_size', batch_size={'default': 1})
+    add_device_group(parser)
     parser.add_argument('--runtime', type=parse_runtimes, default=['torch'], metavar='NAME[,NAME]',
                         help='what runs the networks: torch, onnxruntime, or both (torch,onnxruntime) timed '
                              'in one run with their speed ratio (default torch)')
@@ -65,8 +51,8 @@ def main(argv=None) -> int:
     """Entry point of camseg-bench."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
-        parser.error('--batch-size and --iters must be >= 1, --warmup >= 0')
+    if args.iters < 1 or args.warmup < 0:
+        parser.error('--iters must be >= 1, --warmup >= 0')
     reports = {}
     try:
         for runtime in args.runtime:

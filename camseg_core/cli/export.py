@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from ..checkpoint import CheckpointError, export_pretrained, load_pretrained
 from ..onnx_export import export_onnx
+from ..device import PRECISIONS
 from ..runtime_ort import GRAPH_DIR
-
-DTYPES = {'fp16': torch.float16, 'fp32': torch.float32, 'bf16': torch.bfloat16}
+from .options import add_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,10 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('source', help='checkpoint directory to export')
     parser.add_argument('out', type=Path, help='directory to write (config.json + model.safetensors)')
-    parser.add_argument('--ensemble', type=int, help="default sampler's vote size (default: kept)")
-    parser.add_argument('--temperature', type=float, help="default sampler's temperature (default: kept)")
-    parser.add_argument('--steps', type=int, help="default sampler's diffusion steps (default: kept)")
-    parser.add_argument('--dtype', choices=sorted(DTYPES), default='fp16',
+    add_flags(parser, 'ensemble', 'temperature', 'steps',
+              ensemble={'help': "default sampler's vote size (default: kept)"},
+              temperature={'help': "default sampler's temperature (default: kept)"},
+              steps={'help': "default sampler's diffusion steps (default: kept)"})
+    parser.add_argument('--dtype', choices=sorted(PRECISIONS), default='fp16',
                         help='dtype of the stored weights (default fp16)')
     parser.add_argument('--onnx', nargs='?', const='', metavar='DIR',
                         help=f'also write the ONNX graphs of the exported weights, into DIR (default '
@@ -41,7 +40,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        out = export_pretrained(args.source, args.out, ensemble=args.ensemble, dtype=DTYPES[args.dtype],
+        out = export_pretrained(args.source, args.out, ensemble=args.ensemble, dtype=PRECISIONS[args.dtype],
                                 temperature=args.temperature, steps=args.steps)
         print(f'wrote {out}')
         if args.onnx is not None:
