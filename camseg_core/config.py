@@ -108,6 +108,20 @@ class SamplerConfig:
             raise ValueError(f'seed must be a non-negative integer or None, got {self.seed!r}')
 
 
+# Named sampler settings for deployments (the node's `profile` parameter, benchmarks): each maps to the
+# SamplerConfig fields it changes; the fields it leaves out keep the checkpoint's values.
+SAMPLER_PROFILES: dict[str, dict] = {
+    'checkpoint': {},  # the checkpoint's own sampler, the one its model card measured
+    'fast': {'ensemble': 1, 'steps': 4, 'scheduler': 'ddim', 'num_iter': 1},  # one sample, 4 DDIM steps, one pass
+}
+
+
+def apply_profile(sampler: SamplerConfig, name: str) -> SamplerConfig:
+    """Return `sampler` with the settings of the named profile (SAMPLER_PROFILES); ValueError if unknown."""
+    if name not in SAMPLER_PROFILES:
+        raise ValueError(f'sampler profile must be one of {tuple(SAMPLER_PROFILES)}, got {name!r}')
+    return dataclasses.replace(sampler, **SAMPLER_PROFILES[name])
+
 @dataclass
 class CamSegConfig:
     """The whole model: everything needed to rebuild it from a checkpoint."""

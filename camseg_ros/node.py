@@ -31,8 +31,8 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from camseg_core.api import Segmenter
-from camseg_core.assets import resolve_checkpoint
+from camseg_core.api import Segmenter, load_segmenter
+from camseg_core.config import SamplerConfig
 from camseg_core.labels import labels_as_dicts
 from camseg_ros import cdr, params
 from camseg_ros.diagnostics import PipelineStats, to_diagnostic_array
@@ -84,6 +84,7 @@ class SegmentNode(LifecycleNode):
         self.settings = params.declare(self)
         self.stats = PipelineStats()
         self.seg: Segmenter | None = None
+        self._checkpoint_sampler: SamplerConfig | None = None  # the loaded checkpoint's own sampler
         self.transition_error = ''  # why the last configure or activate failed
         self._cameras: list[str] = []
         self._pubs: dict[str, dict] = {}  # camera -> output name (and 'camera_info') -> publisher
@@ -112,11 +113,15 @@ class SegmentNode(LifecycleNode):
             if problems:
                 raise ValueError('; '.join(problems))
             s = self.settings
+            # Only a runtime other than torch is passed: `runtime=` is new to load_segmenter.
+            runtime = {} if s.runtime == 'torch' else {'runtime': s.runtime}
             self.seg = self._torch.submit(
-                Segmenter.from_pretrained, resolve_checkpoint(s.checkpoint), device=s.device,
-                precision=s.precision, max_pixels=s.max_input_pixels, exposure_floor=s.exposure_floor,
-                **s.sampler_kwargs()).result()
+                load_segmenter, s.checkpoint, device=s.device, precision=s.precision,
+                max_pixels=s.max_input_pixels, exposure_floor=s.exposure_floor, **runtime).result()
+            self._checkpoint_sampler = self.seg.sampler  # what the parameters at FROM_CHECKPOINT keep
+            self.seg.set_sampler(**s.sampler_kwargs(self._checkpoint_sampler))
         except Exception as e:  # any load failure leaves the node unconfigured, with the cause logged
+            self._release()
             return self._fail('configure', e)
         self.transition_error = ''
         self._cameras = list(self.settings.cameras) or ['']
@@ -241,12 +246,14 @@ class SegmentNode(LifecycleNode):
                 if p.name not in params.RUNTIME_PARAMS and self.seg is not None:
                     raise ValueError(f'{p.name} applies on configure: deactivate and clean up the node first')
                 value = params.coerce(p.name, p.value)
-                reason = params.check_value(p.name, value, new)
+                reason = params.check_value(p.name, value, new, self._checkpoint_sampler)
                 if reason:
                     raise ValueError(reason)
                 setattr(new, p.name, value)
-            if self.seg is not None and new.sampler_kwargs() != self.settings.sampler_kwargs():
-                self.seg.set_sampler(**new.sampler_kwargs())
+            if self.seg is not None:
+                chosen = new.sampler_kwargs(self._checkpoint_sampler)
+                if chosen != self.settings.sampler_kwargs(self._checkpoint_sampler):
+                    self.seg.set_sampler(**chosen)
             if self.seg is not None:
                 self.seg.exposure_floor = new.exposure_floor  # a float: the worker reads it per batch
         except ValueError as e:
