@@ -357,10 +357,9 @@ class SegmentNode(LifecycleNode):
             self.stats.count('dropped_errors', len(batch))
             self._warn('error', f'segmentation failed: {type(e).__name__}: {e}')
             return
-        self.stats.add_sample('processing_ms', (time.perf_counter() - start) * 1e3)
-        self.stats.add_sample('segment_ms', seconds * 1e3)
+        stages = {'processing_ms': (time.perf_counter() - start) * 1e3, 'segment_ms': seconds * 1e3}
         for item, result in zip(batch, results):
-            self._publish(generation, *item, result)
+            self._publish(generation, *item, result, stages)
 
     def _wanted(self, camera: str) -> set[str]:
         """Return the outputs of a camera that are enabled and subscribed (camera_info included)."""
@@ -371,7 +370,8 @@ class SegmentNode(LifecycleNode):
                 if enabled.get(name, True) and pub.get_subscription_count() > 0}
 
     def _publish(self, generation: int, camera: str, header, rgb: np.ndarray, received: int, size, wanted,
-                 result) -> None:
+                 result, stages: dict[str, float]) -> None:
+        """Render, serialise and publish one frame's outputs; record its stages if it was published."""
         s, pubs = self.settings, self._pubs[camera]
         start = time.perf_counter()
         arrays = render(wanted, result.labels, result.confidence, rgb, s.confidence_threshold,
@@ -382,7 +382,7 @@ class SegmentNode(LifecycleNode):
             info = copy.deepcopy(self._camera_info[camera])
             info.header = ros_header(header)
             messages['camera_info'] = scale_camera_info(info, rgb.shape[1], rgb.shape[0], *size)
-        self.stats.add_sample('outputs_ms', (time.perf_counter() - start) * 1e3)
+        outputs_ms = (time.perf_counter() - start) * 1e3
         with self._publish_lock:
             if generation != self._generation:  # deactivated meanwhile
                 self.stats.count('dropped_inactive')
@@ -390,9 +390,10 @@ class SegmentNode(LifecycleNode):
             start = time.perf_counter()
             for name, msg in messages.items():
                 pubs[name].publish(msg)
-            self.stats.add_sample('publish_ms', (time.perf_counter() - start) * 1e3)
+            publish_ms = (time.perf_counter() - start) * 1e3
         self.stats.count('published')
-        self.stats.add_sample('in_node_ms', (time.monotonic_ns() - received) / 1e6)
+        self.stats.add_samples(dict(stages, outputs_ms=outputs_ms, publish_ms=publish_ms,
+                                    in_node_ms=(time.monotonic_ns() - received) / 1e6))
 
     def _warn(self, kind: str, text: str) -> None:
         """Log a warning at most once per WARN_PERIOD_S for each kind of problem."""
