@@ -112,7 +112,8 @@ class SamplerConfig:
 # SamplerConfig fields it changes; the fields it leaves out keep the checkpoint's values.
 SAMPLER_PROFILES: dict[str, dict] = {
     'checkpoint': {},  # the checkpoint's own sampler, the one its model card measured
-    'fast': {'ensemble': 1, 'steps': 4, 'scheduler': 'ddim', 'num_iter': 1},  # one sample, 4 DDIM steps, one pass
+    # one sample, 4 DDIM steps, one pass
+    'fast': {'ensemble': 1, 'steps': 4, 'scheduler': 'ddim', 'num_iter': 1},
 }
 
 
@@ -121,6 +122,7 @@ def apply_profile(sampler: SamplerConfig, name: str) -> SamplerConfig:
     if name not in SAMPLER_PROFILES:
         raise ValueError(f'sampler profile must be one of {tuple(SAMPLER_PROFILES)}, got {name!r}')
     return dataclasses.replace(sampler, **SAMPLER_PROFILES[name])
+
 
 @dataclass
 class CamSegConfig:

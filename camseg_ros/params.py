@@ -16,9 +16,9 @@ FROM_CHECKPOINT = {'num_iter': -1, 'steps': -1, 'scheduler': '', 'temperature': 
                    'seed': -2}
 FRESH_SEED = -1
 # Changeable while the node runs (`ros2 param set`); the others apply on the next configure.
-RUNTIME_PARAMS = ('profile',) + SAMPLER_PARAMS + ('exposure_floor', 'confidence_threshold', 'max_wait_ms',
-                                   'stamp_offset_warn_ms', 'mono16_bits', 'output_resolution',
-                                   'publish_color', 'publish_overlay', 'overlay_alpha')
+RUNTIME_PARAMS = ('profile',) + SAMPLER_PARAMS + (
+    'exposure_floor', 'confidence_threshold', 'max_wait_ms', 'stamp_offset_warn_ms', 'mono16_bits',
+    'output_resolution', 'publish_color', 'publish_overlay', 'overlay_alpha')
 QOS_CHOICES = ('sensor_data', 'reliable', 'system_default')
 RESOLUTIONS = ('input', 'processing')
 TRANSPORTS = ('raw', 'compressed')
@@ -86,11 +86,12 @@ def _refusal(check, *args) -> str | None:
 
 
 def _check_sampler(name: str, value, settings: NodeSettings, checkpoint: SamplerConfig | None) -> str | None:
-    """The sampler's own check, on the settings with this value (checkpoint None: SamplerConfig's defaults)."""
+    """Run the sampler's own check on the settings with this value (checkpoint None: SamplerConfig())."""
     if name == 'profile' and value not in SAMPLER_PROFILES:
         return f'profile must be one of {tuple(SAMPLER_PROFILES)}, got {value!r}'
     if name == 'seed' and value < FROM_CHECKPOINT['seed']:
-        return f'seed must be >= 0, {FRESH_SEED} (a fresh seed per frame) or -2 (the checkpoint\'s), got {value}'
+        return f'seed must be >= 0, {FRESH_SEED} (a fresh seed per frame) or -2 (the checkpoint\'s), ' \
+               f'got {value}'
     candidate = dataclasses.replace(settings, **{name: value})
     reason = _refusal(lambda: candidate.sampler(checkpoint or SamplerConfig()).validate())
     if reason and name in FROM_CHECKPOINT:
@@ -98,7 +99,8 @@ def _check_sampler(name: str, value, settings: NodeSettings, checkpoint: Sampler
     return reason
 
 
-def check_value(name: str, value, settings: NodeSettings, checkpoint: SamplerConfig | None = None) -> str | None:
+def check_value(name: str, value, settings: NodeSettings,
+                checkpoint: SamplerConfig | None = None) -> str | None:
     """Return why `value` is invalid for parameter `name` given the other `settings` (None: valid).
 
     Sampler parameters are checked on the sampler they select from `checkpoint`'s (None: before a checkpoint

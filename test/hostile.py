@@ -72,7 +72,8 @@ def _malformed_raw(rng, image_cls, kind: str, max_pixels: int):
         msg.height, msg.width, msg.step, msg.data = (0, msg.width, msg.step, b'') if rng.random() < 0.5 \
             else (msg.height, 0, 0, b'')
     elif kind == 'huge_header':
-        msg.height, msg.width = [(100000, 100000), (2**31 - 1, 2), (65535, 65535), (4, 2**30)][rng.integers(4)]
+        sizes = [(100000, 100000), (2**31 - 1, 2), (65535, 65535), (4, 2**30)]
+        msg.height, msg.width = sizes[rng.integers(4)]
         msg.encoding, msg.step = 'mono8', msg.width
     elif kind == 'odd_yuv':
         msg.encoding, msg.width = 'yuv422', msg.width - 1
@@ -122,8 +123,8 @@ def _malformed_compressed(rng, compressed_cls, kind: str, bombs: dict):
 
 RAW_MALFORMED = ('encoding', 'step_small', 'data_short', 'data_long', 'zero', 'huge_header', 'odd_yuv',
                  'over_limit')
-COMPRESSED_MALFORMED = ('format', 'empty', 'truncated', 'garbage', 'garbage_after_soi', 'other_format', 'bomb',
-                        'zero_size_header')
+COMPRESSED_MALFORMED = ('format', 'empty', 'truncated', 'garbage', 'garbage_after_soi', 'other_format',
+                        'bomb', 'zero_size_header')
 
 
 def fuzz_messages(seed: int, count: int, transport: str, max_pixels: int, valid_share: float = 0.2):
@@ -136,9 +137,9 @@ def fuzz_messages(seed: int, count: int, transport: str, max_pixels: int, valid_
 
     rng = np.random.default_rng(seed)
     small_png = cv2.imencode('.png', np.zeros((8, 8), np.uint8))[1].tobytes()
+    side = int(np.sqrt(max_pixels)) + 2
     bombs = {'jpeg_10k': jpeg_claiming(10000, 10000), 'jpeg_65k': jpeg_claiming(65535, 65535),
-             'jpeg_just_over': jpeg_claiming(int(np.sqrt(max_pixels)) + 2, int(np.sqrt(max_pixels)) + 2),
-             'png_10k': png_claiming(10000, 10000) if count >= 50 else png_with_header(small_png, 10000, 10000),
+             'jpeg_just_over': jpeg_claiming(side, side), 'png_10k': png_claiming(10000, 10000),
              'png_header_2g': png_with_header(small_png, 2**31 - 1, 2**31 - 1)}
     for _ in range(count):
         if rng.random() < valid_share:

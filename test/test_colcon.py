@@ -80,8 +80,8 @@ def installed(tmp_path_factory):
     print(build.stdout[-3000:], build.stderr[-3000:])
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     prefix = ws / 'install' / PACKAGE
-    for path in (prefix / 'lib' / PACKAGE / 'segment_node', prefix / 'share' / PACKAGE / 'config' / 'segment.yaml',
-                 prefix / 'share' / PACKAGE / 'package.xml',
+    for path in (prefix / 'lib' / PACKAGE / 'segment_node', prefix / 'share' / PACKAGE / 'package.xml',
+                 prefix / 'share' / PACKAGE / 'config' / 'segment.yaml',
                  prefix / 'share' / PACKAGE / 'launch' / 'segment.launch.py',
                  prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / PACKAGE):
         assert path.is_file(), f'colcon did not install {path}'
@@ -152,7 +152,7 @@ def exchange_one_frame(domain: int, node: subprocess.Popen, log: Path, image_top
         client.create_subscription(CameraInfo, '/segmentation/camera_info',
                                    lambda m: infos.__setitem__(stamp_ns(m.header), m), reliable)
         pub = client.create_publisher(Image, image_topic, QoSProfile(depth=1))
-        info_pub = client.create_publisher(CameraInfo, info_topic, QoSProfile(depth=1)) if info_topic else None
+        info_pub = info_topic and client.create_publisher(CameraInfo, info_topic, QoSProfile(depth=1))
         frame = fill_image(Image(), np.random.default_rng(0).integers(0, 256, (64, 128, 3), np.uint8), 'rgb8')
 
         def answered():
@@ -162,14 +162,14 @@ def exchange_one_frame(domain: int, node: subprocess.Popen, log: Path, image_top
         while not answered() and node.poll() is None and time.monotonic() < end:
             if pub.get_subscription_count() > 0:
                 frame.header.stamp = client.get_clock().now().to_msg()
-                if info_pub is not None:
+                if info_pub:
                     info_pub.publish(CameraInfo(header=frame.header, width=128, height=64))
                     executor.spin_once(timeout_sec=0.05)
                 pub.publish(frame)
             stop = time.monotonic() + 1.0
             while not answered() and time.monotonic() < stop:
                 executor.spin_once(timeout_sec=0.05)
-        assert answered(), f'no answer from the installed node (exit {node.poll()}):\n{log.read_text()[-3000:]}'
+        assert answered(), f'no answer from the node (exit {node.poll()}):\n{log.read_text()[-3000:]}'
         if info_topic:
             stamp = next(s for s in masks if s in infos)
             return masks[stamp], infos[stamp]

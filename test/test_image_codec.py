@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from camseg_ros.image_codec import (SUPPORTED_ENCODINGS, compressed_size, compressed_to_rgb, fill_image,
-                                   image_to_rgb)
+                                    image_to_rgb)
 from hostile import jpeg_claiming, png_claiming
 
 RNG = np.random.default_rng(0)

@@ -38,7 +38,8 @@ def test_camera_remappings():
     assert camera_remappings('/cam/raw') == single
     cameras, remaps = camera_remappings('/ignored', 'cam_front=/front/raw, cam_left=/left/raw')
     assert cameras == ['cam_front', 'cam_left']
-    assert remaps == [('cam_front/image', '/front/raw'), ('cam_front/image/compressed', '/front/raw/compressed'),
+    assert remaps == [('cam_front/image', '/front/raw'),
+                      ('cam_front/image/compressed', '/front/raw/compressed'),
                       ('cam_front/camera_info', '/front/camera_info'), ('cam_left/image', '/left/raw'),
                       ('cam_left/image/compressed', '/left/raw/compressed'),
                       ('cam_left/camera_info', '/left/camera_info')]
@@ -83,9 +84,11 @@ def test_what_launch_ros_would_start(tmp_path):
     several = node_spec(dict(defaults, camera_topics='cam_front=/front/image_raw,cam_left=/left/image_raw',
                              namespace='robot', checkpoint='/ckpt', profile='fast'), '/share')
     assert several.namespace == '/robot' and several.fully_qualified_name == '/robot/camseg'
-    assert several.overrides == {'checkpoint': '/ckpt', 'profile': 'fast', 'cameras': ['cam_front', 'cam_left']}
+    assert several.overrides == {'checkpoint': '/ckpt', 'profile': 'fast',
+                                 'cameras': ['cam_front', 'cam_left']}
     args = ros_arguments(several, 'o.yaml')
-    assert 'cam_front/camera_info:=/front/camera_info' in args and 'cam_left/camera_info:=/left/camera_info' in args
+    assert 'cam_front/camera_info:=/front/camera_info' in args
+    assert 'cam_left/camera_info:=/left/camera_info' in args
     # Every override names a node parameter with a valid value.
     for name, value in several.overrides.items():
         assert check_value(name, value, NodeSettings()) is None, name
@@ -110,7 +113,8 @@ def test_sampler_parameters_keep_the_checkpoint_or_profile():
     fast = dataclasses.replace(shipped, profile='fast').sampler(checkpoint)
     assert (fast.ensemble, fast.steps, fast.scheduler, fast.num_iter) == (1, 4, 'ddim', 1)
     assert fast.temperature == 0.8 and SAMPLER_PROFILES['checkpoint'] == {}
-    tuned = dataclasses.replace(shipped, profile='fast', steps=10, temperature=1.0, seed=-1).sampler(checkpoint)
+    tuned = dataclasses.replace(shipped, profile='fast', steps=10, temperature=1.0, seed=-1)
+    tuned = tuned.sampler(checkpoint)
     assert (tuned.steps, tuned.temperature, tuned.seed, tuned.ensemble) == (10, 1.0, None, 1)
     assert dataclasses.replace(shipped, seed=5).sampler_kwargs(checkpoint)['seed'] == 5
 

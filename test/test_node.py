@@ -464,13 +464,13 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
 
 
 def test_compressed_bombs_are_dropped_before_decoding(ros):
-    """Small JPEG/PNG files claiming 10000x10000 (300 MB and seconds to decode each): dropped from their header.
+    """Small JPEG/PNG files claiming 10000x10000 (300 MB, seconds to decode each): dropped by their header.
 
     The node's peak memory grows by less than 50 MB, and a valid frame sent right after each is answered.
     """
     pid = ros.procs['multi'].pid
-    jpeg = CompressedImage(format='jpeg', data=cv2.imencode('.jpg', RNG.integers(0, 256, (48, 64, 3),
-                                                                                   dtype=np.uint8))[1].tobytes())
+    pixels = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    jpeg = CompressedImage(format='jpeg', data=cv2.imencode('.jpg', pixels)[1].tobytes())
     ros.exchange(jpeg, prefix='cam_a/', topic='image/compressed')
     before = int(ros.wait_stat('multi', 'dropped_bad_input', lambda v: True))
     Path(f'/proc/{pid}/clear_refs').write_text('5')  # reset the peak (VmHWM) to the current RSS
