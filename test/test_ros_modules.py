@@ -42,3 +42,20 @@ def test_core_never_imports_ros():
     for path in sorted((ROOT / 'camseg_core').rglob('*.py')):
         ros = {m for m in imported_modules(path) if m.split('.')[0] in ('rclpy', 'camseg_ros')}
         assert not ros, f'{path.relative_to(ROOT)} imports {sorted(ros)}'
+
+
+def test_stage_samples_of_the_same_frames_keep_their_order():
+    """Stages recorded together per frame: medians and p95 keep every frame's order, whatever the noise."""
+    import numpy as np
+
+    from camseg_ros.diagnostics import PipelineStats
+    rng = np.random.default_rng(0)
+    stats = PipelineStats(window=50)
+    for _ in range(300):
+        segment = rng.exponential(100.0)
+        processing = segment + rng.exponential(5.0)
+        stats.add_samples({'segment_ms': segment, 'processing_ms': processing,
+                           'in_node_ms': processing + rng.exponential(300.0)})
+    snap = stats.snapshot()
+    for stat in ('median', 'p95'):
+        assert snap[f'segment_ms_{stat}'] <= snap[f'processing_ms_{stat}'] <= snap[f'in_node_ms_{stat}']
