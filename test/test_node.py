@@ -328,13 +328,15 @@ def test_overload_keeps_frame_age_bounded(ros):
     # rate overloads a slow CPU but not a fast one.
     warm = float(ros.wait_stat('camseg', 'processing_ms_median', lambda v: v != 'nan'))
     period = min(0.1, max(0.01, warm / 4000))
-    sent = []
-    end = time.monotonic() + max(8.0, 4 * warm / 1e3)  # at least four inferences, however loaded the machine
-    while time.monotonic() < end:
+    sent, masks = [], ros.received['segmentation/mask']
+    start = time.monotonic()
+    while True:  # 8 s and at least three frames served, however loaded the machine (at most 2 minutes)
         sent.append(ros.publish('image', msg))
         ros.spin_until(lambda: False, period)
+        elapsed = time.monotonic() - start
+        if elapsed >= 8.0 and sum(s in masks for s in sent) >= 3 or elapsed >= 120.0:
+            break
     ros.spin_until(lambda: False, max(4.0, 2 * warm / 1e3))
-    masks = ros.received['segmentation/mask']
     ages = np.array([(masks[s][0] - s) / 1e6 for s in sent if s in masks])
     processing = float(ros.wait_stat('camseg', 'processing_ms_p95', lambda v: v != 'nan'))
     in_node = float(ros.wait_stat('camseg', 'in_node_ms_p95', lambda v: v != 'nan'))
