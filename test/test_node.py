@@ -450,9 +450,13 @@ def test_two_cameras_compressed(ros):
     outs_b = ros.exchange(png, prefix='cam_b/', topic='image/compressed')
     check_outputs(outs_b, png, 30, 40)
     # Both cameras at once: the newest frame of each goes into one segment() call; both are answered.
-    sa, sb = ros.publish('cam_a/image/compressed', jpeg), ros.publish('cam_b/image/compressed', png)
-    assert ros.spin_until(lambda: sa in ros.received['cam_a/segmentation/mask']
-                          and sb in ros.received['cam_b/segmentation/mask'], 30)
+    # Re-sent if unanswered: a loaded machine's worker can still be busy, and the pair then waits too long.
+    for _ in range(3):
+        sa, sb = ros.publish('cam_a/image/compressed', jpeg), ros.publish('cam_b/image/compressed', png)
+        if ros.spin_until(lambda: sa in ros.received['cam_a/segmentation/mask']
+                          and sb in ros.received['cam_b/segmentation/mask'], 30):
+            break
+    assert sa in ros.received['cam_a/segmentation/mask'] and sb in ros.received['cam_b/segmentation/mask']
     before = int(ros.wait_stat('multi', 'dropped_bad_input', lambda v: True))
     ros.publish('cam_a/image/compressed', CompressedImage(format='jpeg', data=b'\xff\xd8\xff' + bytes(100)))
     ros.wait_stat('multi', 'dropped_bad_input', lambda v: int(v) > before)
