@@ -14,12 +14,11 @@ import numpy as np
 import torch
 
 from .checkpoint import build_model, load_pretrained
-from .config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig, check_exposure_floor, preset
+from .config import DEFAULT_EXPOSURE_FLOOR, RUNTIMES, SamplerConfig, check_exposure_floor, preset
 from .device import PRECISIONS, resolve_device  # noqa: F401 (re-exported for callers)
 from .imageops import check_image, check_labels, letterbox, letterbox_labels, restore
 from .profiling import StageTimer
 
-RUNTIMES = ('torch', 'onnxruntime')  # what runs the four network calls; everything else is the same code
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 

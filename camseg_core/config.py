@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field
 
 SCHEDULERS = ('ddpm', 'ddim')
+PRECISION_NAMES = ('fp32', 'fp16', 'bf16')  # autocast dtypes by name (camseg_core.device.PRECISIONS)
+RUNTIMES = ('torch', 'onnxruntime')  # what runs the four network calls; everything else is the same code
 # Every `Segmenter` brightens frames darker than this mean brightness (0..1) to it before segmenting
 # (`imageops.lift_exposure`). The darkest of the demo model's 1000 generated training scenes has a mean of
 # 0.286: a darker frame (night) is outside what the models saw. Measured on both models in the model card.
@@ -106,6 +108,22 @@ class SamplerConfig:
             raise ValueError(f'ensemble must be an integer in [1, 64], got {self.ensemble!r}')
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ValueError(f'seed must be a non-negative integer or None, got {self.seed!r}')
+
+
+# Named sampler settings for deployments (the node's `profile` parameter, benchmarks): each maps to the
+# SamplerConfig fields it changes; the fields it leaves out keep the checkpoint's values.
+SAMPLER_PROFILES: dict[str, dict] = {
+    'checkpoint': {},  # the checkpoint's own sampler, the one its model card measured
+    # one sample, 4 DDIM steps, one pass
+    'fast': {'ensemble': 1, 'steps': 4, 'scheduler': 'ddim', 'num_iter': 1},
+}
+
+
+def apply_profile(sampler: SamplerConfig, name: str) -> SamplerConfig:
+    """Return `sampler` with the settings of the named profile (SAMPLER_PROFILES); ValueError if unknown."""
+    if name not in SAMPLER_PROFILES:
+        raise ValueError(f'sampler profile must be one of {tuple(SAMPLER_PROFILES)}, got {name!r}')
+    return dataclasses.replace(sampler, **SAMPLER_PROFILES[name])
 
 
 @dataclass

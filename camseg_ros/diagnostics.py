@@ -14,7 +14,9 @@ PROBLEMS = ('dropped_stale', 'dropped_bad_input', 'dropped_errors')  # reported 
 # The time of a frame in the node, stage by stage: wait (receipt -> the worker takes it; what staleness
 # is judged on), decode (message -> RGB array), processing (hand-off to the torch thread + `segment()` +
 # hand-back), segment (`segment()` alone, timed on the torch thread), outputs (rendering and serialising the
-# subscribed outputs into messages), publish (the publish calls); in_node: receipt -> published.
+# subscribed outputs into messages), publish (the publish calls); in_node: receipt -> published. processing,
+# segment, outputs, publish and in_node are recorded together for each published frame (`add_samples`), so
+# their medians and percentiles cover the same frames and keep each frame's order of the stages.
 # stamp_offset: node clock at receipt - header stamp (for reporting only: recorded or unsynchronised stamps;
 # on one host with live stamps, the transport of the frame to the node).
 SAMPLES = ('wait_ms', 'decode_ms', 'processing_ms', 'segment_ms', 'outputs_ms', 'publish_ms', 'in_node_ms',
@@ -40,6 +42,12 @@ class PipelineStats:
         """Record one sample of `name` (one of SAMPLES)."""
         with self._lock:
             self._samples[name].append(float(value))
+
+    def add_samples(self, values: dict[str, float]) -> None:
+        """Record one sample of each of several names at once (a snapshot sees all of them or none)."""
+        with self._lock:
+            for name, value in values.items():
+                self._samples[name].append(float(value))
 
     def snapshot(self) -> dict:
         """Totals, per-second rates since the previous snapshot, and median/p95 of the recent samples."""

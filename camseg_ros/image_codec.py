@@ -7,6 +7,7 @@ the problem; nothing is silently passed through.
 from __future__ import annotations
 
 import array as pyarray
+import struct
 import sys
 
 import cv2
@@ -33,6 +34,11 @@ BYTES_PER_PIXEL = {
 }
 SUPPORTED_ENCODINGS = tuple(BYTES_PER_PIXEL)
 COMPRESSED_FORMATS = ('jpeg', 'jpg', 'png')
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+JPEG_SOI = b'\xff\xd8'
+# JPEG frame headers (SOF0..SOF15) hold the image size; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])  # TEM, RST0..7: no length field
 _OUTPUT_DTYPES = {'mono8': (np.uint8, 1), 'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3),
                   '32FC1': (np.float32, 1)}
 
@@ -116,7 +122,8 @@ def compressed_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to an (H, W, 3) uint8 RGB array.
 
     The format field may be 'jpeg', 'png' or the image_transport style 'rgb8; jpeg compressed bgr8'.
-    Raises ValueError for other formats (e.g. compressedDepth) and undecodable data.
+    The size in the data's header is checked against `max_pixels` before anything is decoded. Raises
+    ValueError for other formats (e.g. compressedDepth), data that is not JPEG or PNG, and undecodable data.
     """
     fmt = str(msg.format).lower()
     if 'compresseddepth' in fmt or not any(name in fmt for name in COMPRESSED_FORMATS):
@@ -124,11 +131,56 @@ def compressed_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise ValueError('compressed image has no data')
+    check_size(*compressed_size(data), max_pixels)  # before decoding: a small file can claim a huge image
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f'undecodable {msg.format!r} data ({data.size} bytes)')
     check_size(bgr.shape[0], bgr.shape[1], max_pixels)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def compressed_size(data) -> tuple[int, int]:
+    """Return (height, width) from a JPEG's frame header or a PNG's IHDR chunk, without decoding.
+
+    `data` is any buffer (bytes, uint8 array). Raises ValueError for data that is neither JPEG nor PNG (by
+    its signature, whatever the message's format field says) and for a header that cannot be read.
+    """
+    view = memoryview(data).cast('B')
+    if view[:8] == PNG_SIGNATURE:
+        if len(view) < 24 or view[12:16] != b'IHDR':
+            raise ValueError('corrupt PNG: no IHDR chunk after the signature')
+        width, height = struct.unpack_from('>II', view, 16)
+        return height, width
+    if view[:2] == JPEG_SOI:
+        return _jpeg_size(view)
+    raise ValueError(f'data is neither JPEG nor PNG (starts with {bytes(view[:8]).hex()})')
+
+
+def _jpeg_size(view: memoryview) -> tuple[int, int]:
+    """Walk a JPEG's marker segments up to its frame header (SOF) and return (height, width)."""
+    pos, end = 2, len(view)
+    while pos < end:
+        if view[pos] != 0xFF:
+            raise ValueError(f'corrupt JPEG: no marker at byte {pos}')
+        while pos < end and view[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos + 2 >= end:
+            break
+        marker, pos = view[pos], pos + 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan: no frame header came first
+            break
+        length = int.from_bytes(view[pos:pos + 2], 'big')
+        if length < 2:
+            raise ValueError(f'corrupt JPEG: segment length {length} at byte {pos}')
+        if marker in _JPEG_SOF:
+            if pos + 7 > end:
+                break
+            height, width = struct.unpack_from('>HH', view, pos + 3)  # after length and sample precision
+            return height, width
+        pos += length
+    raise ValueError('corrupt JPEG: no frame header (SOF) before its image data')
 
 
 def fill_image(msg, array: np.ndarray, encoding: str):

@@ -31,8 +31,8 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from camseg_core.api import Segmenter
-from camseg_core.assets import resolve_checkpoint
+from camseg_core.api import Segmenter, load_segmenter
+from camseg_core.config import SamplerConfig
 from camseg_core.labels import labels_as_dicts
 from camseg_ros import cdr, params
 from camseg_ros.diagnostics import PipelineStats, to_diagnostic_array
@@ -84,6 +84,7 @@ class SegmentNode(LifecycleNode):
         self.settings = params.declare(self)
         self.stats = PipelineStats()
         self.seg: Segmenter | None = None
+        self._checkpoint_sampler: SamplerConfig | None = None  # the loaded checkpoint's own sampler
         self.transition_error = ''  # why the last configure or activate failed
         self._cameras: list[str] = []
         self._pubs: dict[str, dict] = {}  # camera -> output name (and 'camera_info') -> publisher
@@ -113,10 +114,12 @@ class SegmentNode(LifecycleNode):
                 raise ValueError('; '.join(problems))
             s = self.settings
             self.seg = self._torch.submit(
-                Segmenter.from_pretrained, resolve_checkpoint(s.checkpoint), device=s.device,
-                precision=s.precision, max_pixels=s.max_input_pixels, exposure_floor=s.exposure_floor,
-                **s.sampler_kwargs()).result()
+                load_segmenter, s.checkpoint, device=s.device, precision=s.precision, runtime=s.runtime,
+                max_pixels=s.max_input_pixels, exposure_floor=s.exposure_floor).result()
+            self._checkpoint_sampler = self.seg.sampler  # what the parameters at FROM_CHECKPOINT keep
+            self.seg.set_sampler(**s.sampler_kwargs(self._checkpoint_sampler))
         except Exception as e:  # any load failure leaves the node unconfigured, with the cause logged
+            self._release()
             return self._fail('configure', e)
         self.transition_error = ''
         self._cameras = list(self.settings.cameras) or ['']
@@ -241,12 +244,14 @@ class SegmentNode(LifecycleNode):
                 if p.name not in params.RUNTIME_PARAMS and self.seg is not None:
                     raise ValueError(f'{p.name} applies on configure: deactivate and clean up the node first')
                 value = params.coerce(p.name, p.value)
-                reason = params.check_value(p.name, value, new)
+                reason = params.check_value(p.name, value, new, self._checkpoint_sampler)
                 if reason:
                     raise ValueError(reason)
                 setattr(new, p.name, value)
-            if self.seg is not None and new.sampler_kwargs() != self.settings.sampler_kwargs():
-                self.seg.set_sampler(**new.sampler_kwargs())
+            if self.seg is not None:
+                chosen = new.sampler_kwargs(self._checkpoint_sampler)
+                if chosen != self.settings.sampler_kwargs(self._checkpoint_sampler):
+                    self.seg.set_sampler(**chosen)
             if self.seg is not None:
                 self.seg.exposure_floor = new.exposure_floor  # a float: the worker reads it per batch
         except ValueError as e:
@@ -350,10 +355,9 @@ class SegmentNode(LifecycleNode):
             self.stats.count('dropped_errors', len(batch))
             self._warn('error', f'segmentation failed: {type(e).__name__}: {e}')
             return
-        self.stats.add_sample('processing_ms', (time.perf_counter() - start) * 1e3)
-        self.stats.add_sample('segment_ms', seconds * 1e3)
+        stages = {'processing_ms': (time.perf_counter() - start) * 1e3, 'segment_ms': seconds * 1e3}
         for item, result in zip(batch, results):
-            self._publish(generation, *item, result)
+            self._publish(generation, *item, result, stages)
 
     def _wanted(self, camera: str) -> set[str]:
         """Return the outputs of a camera that are enabled and subscribed (camera_info included)."""
@@ -364,7 +368,8 @@ class SegmentNode(LifecycleNode):
                 if enabled.get(name, True) and pub.get_subscription_count() > 0}
 
     def _publish(self, generation: int, camera: str, header, rgb: np.ndarray, received: int, size, wanted,
-                 result) -> None:
+                 result, stages: dict[str, float]) -> None:
+        """Render, serialise and publish one frame's outputs; record its stages if it was published."""
         s, pubs = self.settings, self._pubs[camera]
         start = time.perf_counter()
         arrays = render(wanted, result.labels, result.confidence, rgb, s.confidence_threshold,
@@ -375,7 +380,7 @@ class SegmentNode(LifecycleNode):
             info = copy.deepcopy(self._camera_info[camera])
             info.header = ros_header(header)
             messages['camera_info'] = scale_camera_info(info, rgb.shape[1], rgb.shape[0], *size)
-        self.stats.add_sample('outputs_ms', (time.perf_counter() - start) * 1e3)
+        outputs_ms = (time.perf_counter() - start) * 1e3
         with self._publish_lock:
             if generation != self._generation:  # deactivated meanwhile
                 self.stats.count('dropped_inactive')
@@ -383,9 +388,10 @@ class SegmentNode(LifecycleNode):
             start = time.perf_counter()
             for name, msg in messages.items():
                 pubs[name].publish(msg)
-            self.stats.add_sample('publish_ms', (time.perf_counter() - start) * 1e3)
+            publish_ms = (time.perf_counter() - start) * 1e3
         self.stats.count('published')
-        self.stats.add_sample('in_node_ms', (time.monotonic_ns() - received) / 1e6)
+        self.stats.add_samples(dict(stages, outputs_ms=outputs_ms, publish_ms=publish_ms,
+                                    in_node_ms=(time.monotonic_ns() - received) / 1e6))
 
     def _warn(self, kind: str, text: str) -> None:
         """Log a warning at most once per WARN_PERIOD_S for each kind of problem."""

@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 from dataclasses import dataclass, field
 
-from camseg_core.config import DEFAULT_EXPOSURE_FLOOR, SamplerConfig, check_exposure_floor
+from camseg_core.config import (DEFAULT_EXPOSURE_FLOOR, PRECISION_NAMES as PRECISIONS, RUNTIMES, SAMPLER_PROFILES,
+                                SamplerConfig, apply_profile, check_exposure_floor)
 
 SAMPLER_PARAMS = ('num_iter', 'steps', 'scheduler', 'temperature', 'ensemble', 'seed')
+# The value of each sampler parameter that means "the profile's, else the checkpoint's" (seed: -1 already
+# means a fresh seed per frame, so -2).
+FROM_CHECKPOINT = {'num_iter': -1, 'steps': -1, 'scheduler': '', 'temperature': -1.0, 'ensemble': -1,
+                   'seed': -2}
+FRESH_SEED = -1
 # Changeable while the node runs (`ros2 param set`); the others apply on the next configure.
-RUNTIME_PARAMS = SAMPLER_PARAMS + ('exposure_floor', 'confidence_threshold', 'max_wait_ms',
-                                   'stamp_offset_warn_ms', 'mono16_bits', 'output_resolution',
-                                   'publish_color', 'publish_overlay', 'overlay_alpha')
+RUNTIME_PARAMS = ('profile',) + SAMPLER_PARAMS + (
+    'exposure_floor', 'confidence_threshold', 'max_wait_ms', 'stamp_offset_warn_ms', 'mono16_bits',
+    'output_resolution', 'publish_color', 'publish_overlay', 'overlay_alpha')
 QOS_CHOICES = ('sensor_data', 'reliable', 'system_default')
 RESOLUTIONS = ('input', 'processing')
 TRANSPORTS = ('raw', 'compressed')
-PRECISIONS = ('fp32', 'fp16', 'bf16')
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
 _NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
 
@@ -27,12 +33,15 @@ class NodeSettings:
     checkpoint: str = ''  # checkpoint directory; '' -> the demo model, where one is installed
     device: str = 'auto'  # auto, cpu, cuda or cuda:N
     precision: str = 'fp32'  # fp32, fp16 or bf16 (autocast)
-    num_iter: int = 1  # MAR iterations (run time)
-    steps: int = 4  # diffusion steps per token (run time; 4 DDIM steps: see config/segment.yaml)
-    scheduler: str = 'ddim'  # ddpm or ddim (run time)
-    temperature: float = 1.0  # sampling noise scale (run time)
-    ensemble: int = 1  # samples per frame, majority vote (run time)
-    seed: int = 0  # sampler seed; -1 draws a fresh one per frame (run time)
+    runtime: str = 'torch'  # torch or onnxruntime (an ONNX export beside the checkpoint)
+    # The sampler: the checkpoint's, changed by the profile, changed by each parameter not at FROM_CHECKPOINT.
+    profile: str = 'checkpoint'  # camseg_core SAMPLER_PROFILES: checkpoint (no change) or fast (run time)
+    num_iter: int = -1  # MAR iterations; -1: the profile's / checkpoint's (run time)
+    steps: int = -1  # diffusion steps per token; -1: the profile's / checkpoint's (run time)
+    scheduler: str = ''  # ddpm or ddim; '': the profile's / checkpoint's (run time)
+    temperature: float = -1.0  # sampling noise scale; -1: the profile's / checkpoint's (run time)
+    ensemble: int = -1  # samples per frame, majority vote; -1: the profile's / checkpoint's (run time)
+    seed: int = -2  # sampler seed; -1: a fresh one per frame; -2: the checkpoint's (run time)
     exposure_floor: float = DEFAULT_EXPOSURE_FLOOR  # brighten darker frames (mean 0..1) to it; 0: off
     confidence_threshold: float = 0.0  # mask pixels below this confidence are 255 (run time)
     max_wait_ms: float = 500.0  # drop frames that waited longer in the node (receipt -> inference); 0: never
@@ -50,11 +59,19 @@ class NodeSettings:
     cameras: list[str] = field(default_factory=list)  # e.g. [cam_front, cam_left]; []: one camera on `image`
     autostart: bool = True  # configure and activate on start (else wait for lifecycle transitions)
 
-    def sampler_kwargs(self) -> dict:
-        """Return the sampler settings as `Segmenter.set_sampler` keywords."""
-        kw = {name: getattr(self, name) for name in SAMPLER_PARAMS}
-        kw['seed'] = None if kw['seed'] < 0 else kw['seed']
-        return kw
+    def sampler(self, checkpoint: SamplerConfig) -> SamplerConfig:
+        """Return the sampler these settings select, given the checkpoint's (not validated)."""
+        chosen = apply_profile(checkpoint, self.profile)
+        given = {name: getattr(self, name) for name in SAMPLER_PARAMS
+                 if getattr(self, name) != FROM_CHECKPOINT[name]}
+        if given.get('seed') == FRESH_SEED:
+            given['seed'] = None
+        return dataclasses.replace(chosen, **given)
+
+    def sampler_kwargs(self, checkpoint: SamplerConfig) -> dict:
+        """Return the selected sampler as `Segmenter.set_sampler` keywords."""
+        chosen = self.sampler(checkpoint)
+        return {name: getattr(chosen, name) for name in SAMPLER_PARAMS}
 
 
 def _refusal(check, *args) -> str | None:
@@ -66,16 +83,35 @@ def _refusal(check, *args) -> str | None:
     return None
 
 
-def check_value(name: str, value, settings: NodeSettings) -> str | None:
-    """Return why `value` is invalid for parameter `name` given the other `settings` (None: valid)."""
-    if name in SAMPLER_PARAMS:  # the sampler's own check, on the settings with this value
-        candidate = dataclasses.replace(settings, **{name: value})
-        return _refusal(lambda: SamplerConfig(**candidate.sampler_kwargs()).validate())
+def _check_sampler(name: str, value, settings: NodeSettings, checkpoint: SamplerConfig | None) -> str | None:
+    """Run the sampler's own check on the settings with this value (checkpoint None: SamplerConfig())."""
+    if name == 'profile' and value not in SAMPLER_PROFILES:
+        return f'profile must be one of {tuple(SAMPLER_PROFILES)}, got {value!r}'
+    if name == 'seed' and value < FROM_CHECKPOINT['seed']:
+        return f'seed must be >= 0, {FRESH_SEED} (a fresh seed per frame) or -2 (the checkpoint\'s), ' \
+               f'got {value}'
+    candidate = dataclasses.replace(settings, **{name: value})
+    reason = _refusal(lambda: candidate.sampler(checkpoint or SamplerConfig()).validate())
+    if reason and name in FROM_CHECKPOINT:
+        reason += f' ({name} {FROM_CHECKPOINT[name]!r} keeps the profile\'s / checkpoint\'s value)'
+    return reason
+
+
+def check_value(name: str, value, settings: NodeSettings,
+                checkpoint: SamplerConfig | None = None) -> str | None:
+    """Return why `value` is invalid for parameter `name` given the other `settings` (None: valid).
+
+    Sampler parameters are checked on the sampler they select from `checkpoint`'s (None: before a checkpoint
+    is loaded, SamplerConfig's defaults stand in).
+    """
+    if name in SAMPLER_PARAMS or name == 'profile':
+        return _check_sampler(name, value, settings, checkpoint)
     if name == 'exposure_floor':  # the Segmenter's own check
         return _refusal(check_exposure_floor, value)
     checks = {
         'device': (lambda v: bool(_DEVICE.match(v)), 'must be auto, cpu, cuda or cuda:N'),
         'precision': (lambda v: v in PRECISIONS, f'must be one of {PRECISIONS}'),
+        'runtime': (lambda v: v in RUNTIMES, f'must be one of {RUNTIMES}'),
         'confidence_threshold': (lambda v: 0.0 <= v <= 1.0, 'must be in [0, 1]'),
         'max_wait_ms': (lambda v: v >= 0.0, 'must be >= 0 (0 disables the limit)'),
         'stamp_offset_warn_ms': (lambda v: v > 0.0, 'must be > 0'),
@@ -135,24 +171,38 @@ def coerce(name: str, value):
     return value
 
 
+def camera_info_topic(image_topic: str) -> str:
+    """Return the camera_info topic beside an image topic: /camera/image_raw -> /camera/camera_info."""
+    return posixpath.join(posixpath.dirname(image_topic), 'camera_info')
+
+
 def camera_remappings(image: str, camera_topics: str = '') -> tuple[list[str], list[tuple[str, str]]]:
     """Return the `cameras` parameter and the topic remappings for a launch file.
 
     `image` is the input topic of a single camera; `camera_topics` ('cam_front=/front/image_raw,
     cam_left=/left/image_raw') lists several, which replaces `image`. Both the raw and the
-    `/compressed` topic are remapped, so either input_transport works.
+    `/compressed` topic are remapped, so either input_transport works, and camera_info to the one beside
+    each image topic (camera_info_topic).
     """
     pairs = [item.split('=', 1) for item in camera_topics.replace(' ', '').split(',') if item]
     if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
         raise ValueError(f'camera_topics must look like "cam_front=/front/image_raw,cam_left=/left/image", '
                          f'got {camera_topics!r}')
     if not pairs:
-        return [], [('image', image), ('image/compressed', f'{image}/compressed')]
-    cameras = [name for name, _ in pairs]
-    reason = check_value('cameras', cameras, NodeSettings())
-    if reason:
-        raise ValueError(reason)
+        pairs, cameras = [('', image)], []
+    else:
+        cameras = [name for name, _ in pairs]
+        reason = check_value('cameras', cameras, NodeSettings())
+        if reason:
+            raise ValueError(reason)
     remaps = []
     for name, target in pairs:
-        remaps += [(f'{name}/image', target), (f'{name}/image/compressed', f'{target}/compressed')]
+        prefix = f'{name}/' if name else ''
+        remaps += [(f'{prefix}image', target), (f'{prefix}image/compressed', f'{target}/compressed'),
+                   (f'{prefix}camera_info', camera_info_topic(target))]
     return cameras, remaps
+
+
+def remap_arguments(remaps: list[tuple[str, str]]) -> list[str]:
+    """Return `-r from:=to` command-line arguments for a list of remappings."""
+    return [arg for source, target in remaps for arg in ('-r', f'{source}:={target}')]

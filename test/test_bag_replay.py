@@ -55,6 +55,8 @@ def test_replay_into_started_node(tmp_path, domain):
     for topic, _, _, _ in read_messages(out / 'replayed', allowed, get_typestore(Stores.ROS2_KILTED)):
         topics[topic] = topics.get(topic, 0) + 1
     assert topics == {IMAGE_TOPIC: FRAMES, '/camera/segmentation/mask': summary['answered']}
+    # The started node listens to the camera_info beside the image topic (remapped like the launch file).
+    assert "'/camera/camera_info'" in (out / 'segment_node.log').read_text()
 
 
 def test_bad_flags_and_missing_node(tmp_path, domain, capsys):

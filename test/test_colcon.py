@@ -61,10 +61,10 @@ def copy_checkout(dest: Path) -> None:
             shutil.copy2(source, dest / name)
 
 
-def test_colcon_build_and_installed_node(tmp_path):
-    clone, build_command, source, node_command = readme_workspace_commands()
-    assert 'git clone' in clone and source == 'source install/setup.bash', (clone, source)
-    assert build_command.startswith('colcon build') and 'segment_node' in node_command
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    """colcon-build this checkout in a scratch workspace; return (workspace, install prefix)."""
+    tmp_path = tmp_path_factory.mktemp('colcon')
     colcon_env = colcon_environment(tmp_path)
     ws = tmp_path / 'ws'
     copy_checkout(ws / 'src' / PACKAGE)
@@ -73,17 +73,28 @@ def test_colcon_build_and_installed_node(tmp_path):
     site = next((colcon_env / 'lib').glob('python3*/site-packages'))
     paths = [str(site), os.environ.get('PYTHONPATH')]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
+    build_command = readme_workspace_commands()[1]
+    assert build_command.startswith('colcon build'), build_command
     build = subprocess.run([sys.executable, '-m', *shlex.split(build_command)],
                            cwd=ws, env=env, capture_output=True, text=True, timeout=400)
     print(build.stdout[-3000:], build.stderr[-3000:])
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     prefix = ws / 'install' / PACKAGE
-    executable = prefix / 'lib' / PACKAGE / 'segment_node'
-    config = prefix / 'share' / PACKAGE / 'config' / 'segment.yaml'
-    for path in (executable, config, prefix / 'share' / PACKAGE / 'package.xml',
+    for path in (prefix / 'lib' / PACKAGE / 'segment_node', prefix / 'share' / PACKAGE / 'package.xml',
+                 prefix / 'share' / PACKAGE / 'config' / 'segment.yaml',
                  prefix / 'share' / PACKAGE / 'launch' / 'segment.launch.py',
                  prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / PACKAGE):
         assert path.is_file(), f'colcon did not install {path}'
+    return ws, prefix
+
+
+def test_colcon_build_and_installed_node(installed, tmp_path):
+    clone, build_command, source, node_command = readme_workspace_commands()
+    assert 'git clone' in clone and source == 'source install/setup.bash', (clone, source)
+    assert build_command.startswith('colcon build') and 'segment_node' in node_command
+    ws, prefix = installed
+    executable = prefix / 'lib' / PACKAGE / 'segment_node'
+    config = prefix / 'share' / PACKAGE / 'config' / 'segment.yaml'
 
     # The README's commands: source the workspace, run the installed node with the installed config.
     domain = random.randint(20, 59)  # test_node 100..149, bag replay 150..230, latency probe 150..230
@@ -115,12 +126,16 @@ def test_colcon_build_and_installed_node(tmp_path):
     assert 'tiny_synth' in text, text  # the demo model installed with the package (checkpoint: '')
 
 
-def exchange_one_frame(domain: int, node: subprocess.Popen, log: Path):
-    """Publish a 64x128 frame on /camera/image_raw until the node answers on /segmentation/mask."""
+def exchange_one_frame(domain: int, node: subprocess.Popen, log: Path, image_topic: str = '/camera/image_raw',
+                       info_topic: str | None = None):
+    """Publish a 64x128 frame on `image_topic` until the node answers on /segmentation/mask.
+
+    With `info_topic`, also a CameraInfo there before each frame; returns (mask, camera_info) of one stamp.
+    """
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CameraInfo, Image
 
     from camseg_ros.image_codec import fill_image, stamp_ns
     os.environ.update(NODE_ENV)
@@ -130,21 +145,67 @@ def exchange_one_frame(domain: int, node: subprocess.Popen, log: Path):
         client = Node('colcon_test', context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(client)
-        masks = {}
+        masks, infos = {}, {}
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         client.create_subscription(Image, '/segmentation/mask',
-                                   lambda m: masks.__setitem__(stamp_ns(m.header), m),
-                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        pub = client.create_publisher(Image, '/camera/image_raw', QoSProfile(depth=1))
+                                   lambda m: masks.__setitem__(stamp_ns(m.header), m), reliable)
+        client.create_subscription(CameraInfo, '/segmentation/camera_info',
+                                   lambda m: infos.__setitem__(stamp_ns(m.header), m), reliable)
+        pub = client.create_publisher(Image, image_topic, QoSProfile(depth=1))
+        info_pub = info_topic and client.create_publisher(CameraInfo, info_topic, QoSProfile(depth=1))
         frame = fill_image(Image(), np.random.default_rng(0).integers(0, 256, (64, 128, 3), np.uint8), 'rgb8')
+
+        def answered():
+            return any(s in infos for s in masks) if info_topic else bool(masks)
+
         end = time.monotonic() + 120
-        while not masks and node.poll() is None and time.monotonic() < end:
+        while not answered() and node.poll() is None and time.monotonic() < end:
             if pub.get_subscription_count() > 0:
                 frame.header.stamp = client.get_clock().now().to_msg()
+                if info_pub:
+                    info_pub.publish(CameraInfo(header=frame.header, width=128, height=64))
+                    executor.spin_once(timeout_sec=0.05)
                 pub.publish(frame)
             stop = time.monotonic() + 1.0
-            while not masks and time.monotonic() < stop:
+            while not answered() and time.monotonic() < stop:
                 executor.spin_once(timeout_sec=0.05)
-        assert masks, f'no mask from the installed node (exit {node.poll()}):\n{log.read_text()[-3000:]}'
+        assert answered(), f'no answer from the node (exit {node.poll()}):\n{log.read_text()[-3000:]}'
+        if info_topic:
+            stamp = next(s for s in masks if s in infos)
+            return masks[stamp], infos[stamp]
         return next(iter(masks.values()))
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_installed_node_with_the_arguments_launch_ros_gives_it(installed, tmp_path):
+    """The installed node started exactly as launch_ros starts it from the launch file (launch_args).
+
+    `--ros-args -r __node:=camseg -r __ns:=/ --params-file <share>/config/segment.yaml --params-file
+    <overrides> -r image:=... -r image/compressed:=... -r camera_info:=...`: a mask and the camera_info come
+    back for a camera on /cam0/image_raw with its camera_info on /cam0/camera_info.
+    """
+    from camseg_ros.launch_args import node_spec, ros_arguments, write_overrides
+    from test_launch import launch_defaults
+
+    ws, prefix = installed
+    spec = node_spec(dict(launch_defaults(), image='/cam0/image_raw', profile='fast', device='cpu'),
+                     prefix / 'share' / PACKAGE)
+    argv = [str(prefix / 'lib' / PACKAGE / 'segment_node'),
+            *ros_arguments(spec, write_overrides(spec, tmp_path / 'overrides.yaml'))]
+    assert '-r' in argv and 'camera_info:=/cam0/camera_info' in argv, argv
+    domain = random.randint(20, 59)
+    run_env = dict(os.environ, ROS_DOMAIN_ID=str(domain), **NODE_ENV)
+    run_env.pop('PYTHONPATH', None)
+    log = tmp_path / 'launched_node.log'
+    with open(log, 'w') as out:
+        node = subprocess.Popen(['bash', '-c', f'source install/setup.bash && exec {shlex.join(argv)}'],
+                                cwd=ws, env=run_env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        mask, info = exchange_one_frame(domain, node, log, '/cam0/image_raw', '/cam0/camera_info')
+    finally:
+        stop_node(node)
+    assert (mask.height, mask.width, mask.encoding) == (64, 128, 'mono8')
+    assert (info.width, info.height) == (128, 64) and info.header == mask.header
+    text = log.read_text()
+    assert 'ensemble=1' in text and 'steps=4' in text, text  # profile fast from the overrides file

@@ -1,11 +1,14 @@
 """Image codec: every supported encoding against an independent numpy reference, padding and bad input."""
+import time
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
-from camseg_ros.image_codec import SUPPORTED_ENCODINGS, compressed_to_rgb, fill_image, image_to_rgb
+from camseg_ros.image_codec import (SUPPORTED_ENCODINGS, compressed_size, compressed_to_rgb, fill_image,
+                                    image_to_rgb)
+from hostile import jpeg_claiming, png_claiming
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (6, 10, 3), dtype=np.uint8)  # (H, W, 3)
@@ -160,7 +163,10 @@ def test_compressed_png_exact_and_jpeg_close():
 
 
 @pytest.mark.parametrize('fmt,data,match', [
-    ('jpeg', b'\xff\xd8\xff\xe0garbage' * 10, 'undecodable'),
+    ('jpeg', b'\xff\xd8\xff\xe0garbage' * 10, 'corrupt JPEG'),
+    ('jpeg', b'\xff\xd8\xff\xc0\x00\x11\x08\x00\x10\x00\x10' + bytes(40), 'undecodable'),
+    ('png', b'GIF89a' + bytes(40), 'neither JPEG nor PNG'),
+    ('png', b'\x89PNG\r\n\x1a\n' + bytes(40), 'no IHDR'),
     ('png', b'', 'no data'),
     ('16UC1; compressedDepth png', b'\x00' * 20, 'unsupported compressed format'),
     ('tiff', b'\x00' * 20, 'unsupported compressed format'),
@@ -172,8 +178,39 @@ def test_corrupt_compressed(fmt, data, match):
 
 def test_truncated_jpeg_is_an_error_or_an_image():
     full = cv2.imencode('.jpg', RGB)[1].tobytes()
-    with pytest.raises(ValueError, match='undecodable'):
+    with pytest.raises(ValueError, match='corrupt JPEG'):
         compressed_to_rgb(SimpleNamespace(format='jpeg', data=full[:20]))
+
+
+@pytest.mark.parametrize('ext, params', [('.jpg', []), ('.jpg', [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+                                         ('.png', [])])
+def test_compressed_size_from_the_header(ext, params):
+    data = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8), params)[1].tobytes()
+    assert compressed_size(data) == (37, 53)
+    assert compressed_size(np.frombuffer(data, np.uint8)) == (37, 53)
+    if ext == '.jpg':  # fill bytes and a restart marker before the segments change nothing
+        padded = data[:2] + b'\xff\xff\xff\xd0' + data[2:]
+        assert compressed_size(padded) == (37, 53)
+
+
+def test_bombs_are_refused_before_decoding():
+    """Small files claiming 10000x10000 (each decodes to 300 MB in seconds) are refused in microseconds."""
+    import tracemalloc
+    bombs = {'jpeg': jpeg_claiming(10000, 10000), 'png': png_claiming(10000, 10000)}
+    assert max(len(b) for b in bombs.values()) < 200_000
+    tracemalloc.start()
+    try:
+        for fmt, data in bombs.items():
+            start = time.perf_counter()
+            with pytest.raises(ValueError, match='10000x10000 = 100000000 pixels exceeds max_input_pixels'):
+                compressed_to_rgb(SimpleNamespace(format=fmt, data=data), max_pixels=3840 * 2160)
+            assert time.perf_counter() - start < 0.05, fmt
+        assert tracemalloc.get_traced_memory()[1] < 1_000_000  # peak bytes allocated meanwhile
+    finally:
+        tracemalloc.stop()
+    # The JPEG's format field may say png and the other way round: the signature decides.
+    with pytest.raises(ValueError, match='exceeds'):
+        compressed_to_rgb(SimpleNamespace(format='png', data=bombs['jpeg']), max_pixels=10**6)
 
 
 @pytest.mark.parametrize('encoding,array', [

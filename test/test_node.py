@@ -27,6 +27,7 @@ from std_msgs.msg import String  # noqa: E402
 from camseg_core.labels import labels_as_dicts  # noqa: E402
 from camseg_ros.image_codec import stamp_ns  # noqa: E402
 from camseg_ros.tools.process import NODE_ENV, start_node, stop_node  # noqa: E402
+from hostile import jpeg_claiming, png_claiming  # noqa: E402
 
 pytestmark = pytest.mark.ros
 OUTPUTS = {'mask': 'mono8', 'confidence': '32FC1', 'color': 'rgb8', 'overlay': 'rgb8'}
@@ -92,7 +93,7 @@ class Harness:
                 return {out: self.received[n][stamp][1] for out, n in zip(outputs, names)}
         raise AssertionError(f'no {names} for a frame on {prefix + topic}')
 
-    def call(self, client, request, timeout: float = 20.0):
+    def call(self, client, request, timeout: float = 60.0):
         assert client.wait_for_service(timeout_sec=timeout), f'service {client.srv_name} not available'
         future = client.call_async(request)
         self.spin_until(future.done, timeout)
@@ -327,13 +328,15 @@ def test_overload_keeps_frame_age_bounded(ros):
     # rate overloads a slow CPU but not a fast one.
     warm = float(ros.wait_stat('camseg', 'processing_ms_median', lambda v: v != 'nan'))
     period = min(0.1, max(0.01, warm / 4000))
-    sent = []
-    end = time.monotonic() + 8.0
-    while time.monotonic() < end:
+    sent, masks = [], ros.received['segmentation/mask']
+    start = time.monotonic()
+    while True:  # 8 s and at least three frames served, however loaded the machine (at most 2 minutes)
         sent.append(ros.publish('image', msg))
         ros.spin_until(lambda: False, period)
-    ros.spin_until(lambda: False, 4.0)
-    masks = ros.received['segmentation/mask']
+        elapsed = time.monotonic() - start
+        if elapsed >= 8.0 and sum(s in masks for s in sent) >= 3 or elapsed >= 120.0:
+            break
+    ros.spin_until(lambda: False, max(4.0, 2 * warm / 1e3))
     ages = np.array([(masks[s][0] - s) / 1e6 for s in sent if s in masks])
     processing = float(ros.wait_stat('camseg', 'processing_ms_p95', lambda v: v != 'nan'))
     in_node = float(ros.wait_stat('camseg', 'in_node_ms_p95', lambda v: v != 'nan'))
@@ -345,10 +348,14 @@ def test_overload_keeps_frame_age_bounded(ros):
     # At worst a frame waits for one inference and then takes one: a queue would grow with time instead.
     assert np.percentile(ages, 95) < 3 * processing + 1500
     assert int(ros.stat('camseg', 'replaced')) > 0
-    # Each frame's stages are reported: segment() runs inside the processing (hand-off to the torch thread).
-    keys = ('decode_ms', 'segment_ms', 'processing_ms', 'outputs_ms', 'publish_ms', 'in_node_ms')
-    stages = {key: float(ros.wait_stat('camseg', f'{key}_median', lambda v: v != 'nan')) for key in keys}
-    assert 0 < stages['segment_ms'] <= stages['processing_ms'] <= stages['in_node_ms'], stages
+    # Each frame's stages are reported: segment() runs inside the processing (hand-off to the torch thread),
+    # which runs inside the frame's time in the node. The node records segment, processing and in_node
+    # together for each published frame, so their medians and p95 cover the same frames and keep each
+    # frame's order, however noisy the machine.
+    for stat in ('median', 'p95'):
+        keys = ('decode_ms', 'segment_ms', 'processing_ms', 'outputs_ms', 'publish_ms', 'in_node_ms')
+        stages = {key: float(ros.wait_stat('camseg', f'{key}_{stat}', lambda v: v != 'nan')) for key in keys}
+        assert 0 < stages['segment_ms'] <= stages['processing_ms'] <= stages['in_node_ms'], (stat, stages)
 
 
 def test_labels_reach_a_late_subscriber(ros):
@@ -380,6 +387,18 @@ def test_parameters_at_run_time(ros):
     ros.wait_stat('camseg', 'exposure_floor', lambda v: v == '0.2')
     assert set_params(ros, steps=2).successful
     ros.wait_stat('camseg', 'sampler', lambda v: 'steps=2' in v)
+    # Sampler parameters at their "keep" value fall back on the profile, then on the checkpoint's sampler.
+    for name, value, needle in (('profile', 'fastest', 'profile must be one of'), ('seed', -3, 'fresh seed'),
+                                ('steps', -5, 'keeps the profile')):
+        rejected = set_params(ros, **{name: value})
+        assert not rejected.successful and needle in rejected.reason, rejected.reason
+    saved = json.loads((Path(ros.checkpoint) / 'config.json').read_text())['config']['sampler']
+    assert set_params(ros, steps=-1).successful  # the checkpoint's
+    ros.wait_stat('camseg', 'sampler', lambda v: f"steps={saved['steps']}," in v)
+    assert set_params(ros, profile='fast', ensemble=2).successful
+    ros.wait_stat('camseg', 'sampler', lambda v: 'steps=4,' in v and 'ensemble=2,' in v)
+    assert set_params(ros, profile='checkpoint', ensemble=-1, steps=2).successful
+    ros.wait_stat('camseg', 'sampler', lambda v: 'steps=2,' in v and f"ensemble={saved['ensemble']}," in v)
     assert set_params(ros, confidence_threshold=1, overlay_alpha=1).successful  # integers for floats
     try:
         msg = image(RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8), 'rgb8')
@@ -431,13 +450,48 @@ def test_two_cameras_compressed(ros):
     outs_b = ros.exchange(png, prefix='cam_b/', topic='image/compressed')
     check_outputs(outs_b, png, 30, 40)
     # Both cameras at once: the newest frame of each goes into one segment() call; both are answered.
-    sa, sb = ros.publish('cam_a/image/compressed', jpeg), ros.publish('cam_b/image/compressed', png)
-    assert ros.spin_until(lambda: sa in ros.received['cam_a/segmentation/mask']
-                          and sb in ros.received['cam_b/segmentation/mask'], 30)
+    # Re-sent if unanswered: a loaded machine's worker can still be busy, and the pair then waits too long.
+    for _ in range(3):
+        sa, sb = ros.publish('cam_a/image/compressed', jpeg), ros.publish('cam_b/image/compressed', png)
+        if ros.spin_until(lambda: sa in ros.received['cam_a/segmentation/mask']
+                          and sb in ros.received['cam_b/segmentation/mask'], 30):
+            break
+    assert sa in ros.received['cam_a/segmentation/mask'] and sb in ros.received['cam_b/segmentation/mask']
     before = int(ros.wait_stat('multi', 'dropped_bad_input', lambda v: True))
     ros.publish('cam_a/image/compressed', CompressedImage(format='jpeg', data=b'\xff\xd8\xff' + bytes(100)))
     ros.wait_stat('multi', 'dropped_bad_input', lambda v: int(v) > before)
     assert ros.procs['multi'].poll() is None
+
+
+def peak_rss_mb(pid: int) -> tuple[float, float]:
+    """Return a process's (resident, peak resident) memory in MB from /proc."""
+    status = dict(line.split(':', 1) for line in Path(f'/proc/{pid}/status').read_text().splitlines())
+    return tuple(int(status[key].split()[0]) / 1024 for key in ('VmRSS', 'VmHWM'))
+
+
+def test_compressed_bombs_are_dropped_before_decoding(ros):
+    """Small JPEG/PNG files claiming 10000x10000 (300 MB, seconds to decode each): dropped by their header.
+
+    The node's peak memory grows by less than 50 MB, and a valid frame sent right after each is answered.
+    """
+    pid = ros.procs['multi'].pid
+    pixels = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    jpeg = CompressedImage(format='jpeg', data=cv2.imencode('.jpg', pixels)[1].tobytes())
+    ros.exchange(jpeg, prefix='cam_a/', topic='image/compressed')
+    before = int(ros.wait_stat('multi', 'dropped_bad_input', lambda v: True))
+    Path(f'/proc/{pid}/clear_refs').write_text('5')  # reset the peak (VmHWM) to the current RSS
+    rss, _ = peak_rss_mb(pid)
+    bombs = {'jpeg': jpeg_claiming(10000, 10000), 'png': png_claiming(10000, 10000)}
+    for fmt, data in bombs.items():
+        ros.publish('cam_a/image/compressed', CompressedImage(format=fmt, data=data))
+        ros.spin_until(lambda: False, 0.2)
+        start = time.monotonic()
+        ros.exchange(jpeg, prefix='cam_a/', topic='image/compressed', tries=1)
+        print(f'{fmt} bomb ({len(data)} bytes): the next frame answered in {time.monotonic() - start:.2f} s')
+    ros.wait_stat('multi', 'dropped_bad_input', lambda v: int(v) == before + len(bombs))
+    _, peak = peak_rss_mb(pid)
+    print(f'node memory: {rss:.0f} MB before the bombs, peak {peak:.0f} MB (+{peak - rss:.1f} MB)')
+    assert peak - rss < 50, (rss, peak)
 
 
 def test_failed_configure_exits_nonzero_naming_the_cause(ros):

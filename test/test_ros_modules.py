@@ -64,3 +64,20 @@ def test_node_and_inference_load_no_extras():
     loaded = set(ast.literal_eval(run.stdout.strip().splitlines()[-1]))
     assert 'torch' in loaded and 'camseg_core' in loaded
     assert not loaded & EXTRAS_ONLY, f'{modules} loaded {sorted(loaded & EXTRAS_ONLY)}'
+
+
+def test_stage_samples_of_the_same_frames_keep_their_order():
+    """Stages recorded together per frame: medians and p95 keep every frame's order, whatever the noise."""
+    import numpy as np
+
+    from camseg_ros.diagnostics import PipelineStats
+    rng = np.random.default_rng(0)
+    stats = PipelineStats(window=50)
+    for _ in range(300):
+        segment = rng.exponential(100.0)
+        processing = segment + rng.exponential(5.0)
+        stats.add_samples({'segment_ms': segment, 'processing_ms': processing,
+                           'in_node_ms': processing + rng.exponential(300.0)})
+    snap = stats.snapshot()
+    for stat in ('median', 'p95'):
+        assert snap[f'segment_ms_{stat}'] <= snap[f'processing_ms_{stat}'] <= snap[f'in_node_ms_{stat}']

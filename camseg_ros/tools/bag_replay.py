@@ -24,8 +24,10 @@ from types import SimpleNamespace
 
 from camseg_core.assets import resolve_checkpoint
 from camseg_core.cli.options import add_device_group, add_flags, add_model_group, add_sampler_group
+from camseg_core.config import SAMPLER_PROFILES
 from camseg_core.evaluation.metrics import latency_summary
 from camseg_core.evaluation.report import render_markdown
+from camseg_ros.params import camera_remappings, remap_arguments
 from camseg_ros.tools.bagio import BagRecorder, load_stretches, output_topics
 from camseg_ros.tools.process import NODE_ENV, random_checkpoint, start_node, stop_node
 from camseg_ros.tools.replay import Replayer, counters, replay
@@ -69,8 +71,10 @@ def run_replay(args, checkpoint: str | None) -> dict:
     if checkpoint:
         params = {'device': args.device}
         params.update({'steps': args.steps} if args.steps else {})
+        params.update({'profile': args.profile} if args.profile else {})
+        remaps = remap_arguments(camera_remappings(input_topic)[1])  # image, image/compressed, camera_info
         proc = start_node(checkpoint, domain, out / 'segment_node.log', params,
-                          ros_args=('-r', f'image:={input_topic}', '-r', f'__ns:={namespace}'))
+                          ros_args=(*remaps, '-r', f'__ns:={namespace}'))
     stretches = load_stretches(args.bag) if args.label_topic else None
     scorer = Scorer(stretches, args.segment_seconds)
     rep = Replayer(domain, input_topic, namespace, f'{namespace.rstrip("/")}/{args.node_name}')
@@ -153,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_group(p, checkpoint={'help': 'with --start-node: checkpoint directory (default: demo model)'},
                     preset={'help': 'with --start-node: random model (tests)'})
     add_sampler_group(p, names=('steps',), steps={'help': 'with --start-node: diffusion steps per token'})
+    p.add_argument('--profile', choices=tuple(SAMPLER_PROFILES),
+                   help="with --start-node: the node's sampler profile (default: config, the checkpoint's)")
     add_device_group(p, precision=False, device={'help': 'with --start-node: auto, cpu, cuda or cuda:N'})
     add_flags(p, 'out')
     p.add_argument('--timeout', type=float, default=10.0,
