@@ -6,8 +6,8 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from camseg_core.config import (DEFAULT_EXPOSURE_FLOOR, PRECISION_NAMES as PRECISIONS, RUNTIMES, SAMPLER_PROFILES,
-                                SamplerConfig, apply_profile, check_exposure_floor)
+from camseg_core.config import (DEFAULT_EXPOSURE_FLOOR, PRECISION_NAMES as PRECISIONS, RUNTIMES,
+                                SAMPLER_PROFILES, SamplerConfig, apply_profile, check_exposure_floor)
 
 SAMPLER_PARAMS = ('num_iter', 'steps', 'scheduler', 'temperature', 'ensemble', 'seed')
 # The value of each sampler parameter that means "the profile's, else the checkpoint's" (seed: -1 already
