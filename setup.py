@@ -55,6 +55,7 @@ setup(
             'camseg-eval = camseg_core.cli.eval:main',
             'camseg-compare = camseg_core.cli.compare:main',
             'camseg-sweep = camseg_core.cli.sweep:main',
+            'camseg-calibrate = camseg_core.cli.calibrate:main',
             'segment_node = camseg_ros.node:main',
             'camseg-latency-probe = camseg_ros.latency_probe:main',
             'camseg-bag-eval = camseg_ros.bag_eval:main',

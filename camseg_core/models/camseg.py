@@ -228,15 +228,16 @@ class CamSeg(nn.Module):
         E, N = sampler.ensemble, images.shape[0]
         tokens = self.generate(image_tokens.repeat(E, 1, 1), sampler, generator, timer,
                                streams=[e for e in range(E) for _ in range(N)])  # (E*N, L, C)
-        ids, conf = self.decode_mask(from_tokens(tokens, self.grid), timer)
+        ids, conf = self.decode_mask(from_tokens(tokens, self.grid), timer, sampler.confidence_scale())
         return vote(ids.view(E, -1, *ids.shape[1:]), conf.view(E, -1, *conf.shape[1:]))
 
     @torch.no_grad()
-    def decode_mask(self, latents: torch.Tensor, timer: StageTimer | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_mask(self, latents: torch.Tensor, timer: StageTimer | None = None,
+                    confidence_temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled mask latents (N, C, h, w) -> trainIds (N, H, W) uint8 and confidence (N, H, W) float32.
 
-        With a class head: the most probable class (IGNORE_INDEX for void) and its softmax probability.
+        With a class head: the most probable class (IGNORE_INDEX for void) and its softmax probability, the
+        scores divided by `confidence_temperature` first (the sampler's calibration; the class is unchanged).
         Without: the nearest palette colour of the decoded maskige and its distance ratio confidence.
         """
         timer = timer or StageTimer()
@@ -254,6 +255,8 @@ class CamSeg(nn.Module):
         with timer('postprocess'):
             if ae.class_head is None:
                 return decode_maskige(maskige)
+            if confidence_temperature != 1.0:
+                logits = logits / confidence_temperature
             conf, slot = logits.softmax(1).max(1)  # (N, H, W) each
             return slots_to_train_ids(slot), conf.float()
 
