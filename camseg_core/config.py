@@ -92,7 +92,7 @@ class SamplerConfig:
     ensemble: int = 1  # samples per image; the class map is their majority vote
     seed: int | None = 0  # same seed and input -> same output; None draws a fresh seed
     # Confidence calibration: ensemble size -> temperature dividing the class head's scores before the softmax
-    # of each sample's confidence (labels unchanged); a size not listed (and an empty map, the default) gets 1.
+    # of each sample's confidence (labels unchanged); a size not listed (an empty map: the default) gets 1.
     # Fitted on held-out scenes by camseg_core.evaluation.calibrate (`camseg-calibrate`).
     confidence_temperature: dict[int, float] = field(default_factory=dict)
 
@@ -126,7 +126,8 @@ class SamplerConfig:
                              f'got {self.confidence_temperature!r}')
         for size, value in self.confidence_temperature.items():
             if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 64:
-                raise ValueError(f'confidence_temperature keys must be ensemble sizes in [1, 64], got {size!r}')
+                raise ValueError(f'confidence_temperature keys must be ensemble sizes in [1, 64], '
+                                 f'got {size!r}')
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100 \
                     or not math.isfinite(value):
                 raise ValueError(f'confidence_temperature[{size}] must be in (0, 100], got {value!r}')

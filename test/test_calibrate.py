@@ -13,8 +13,8 @@ from camseg_core.cli.calibrate import main as calibrate_main
 from camseg_core.cli.synth import main as synth_main
 from camseg_core.config import CamSegConfig, SamplerConfig
 from camseg_core.data.datasets import open_dataset
-from camseg_core.evaluation.calibrate import (calibrated_sampler, collect_scores, confidence, evaluate_temperature,
-                                              fit_temperature)
+from camseg_core.evaluation.calibrate import (calibrated_sampler, collect_scores, confidence,
+                                              evaluate_temperature, fit_temperature)
 from camseg_core.imageops import letterbox
 
 SHIPPED = resolve_checkpoint(None)
@@ -57,10 +57,12 @@ def test_fit_lowers_log_loss_and_ece(night_scores):
 
 def test_vote_scores_and_fit(scenes):
     seg = Segmenter.from_pretrained(SHIPPED, device='cpu', ensemble=3, steps=4)
-    scores = collect_scores(seg, open_dataset(f'cityscapes:{scenes}:val'), pixels_per_image=512, progress=False)
+    data = open_dataset(f'cityscapes:{scenes}:val')
+    scores = collect_scores(seg, data, pixels_per_image=512, progress=False)
     assert scores.ensemble == 3
     conf, correct = confidence(scores, 1.0)
-    assert conf.shape == correct.shape == scores.target.shape and 0 < float(conf.min()) <= float(conf.max()) <= 1
+    assert conf.shape == correct.shape == scores.target.shape
+    assert 0 < float(conf.min()) <= float(conf.max()) <= 1
     temperature, _ = fit_temperature(scores, 'nll', points=9, refine=1)
     assert math.isfinite(temperature) and temperature > 0
 
@@ -97,8 +99,9 @@ def test_temperature_changes_confidence_not_labels(scenes, fast_segmenter):
     assert not np.array_equal(plain.confidence, calibrated.confidence)
 
 
-@pytest.mark.parametrize('mapping', [{1: 0.0}, {1: -1.0}, {1: math.nan}, {1: math.inf}, {1: 1000.0}, {1: True},
-                                     {1: '2'}, {0: 1.0}, {65: 1.0}, {'one': 1.0}, {True: 1.0}, [1.0], 1.5])
+@pytest.mark.parametrize('mapping', [{1: 0.0}, {1: -1.0}, {1: math.nan}, {1: math.inf}, {1: 1000.0},
+                                     {1: True}, {1: '2'}, {0: 1.0}, {65: 1.0}, {'one': 1.0}, {True: 1.0},
+                                     [1.0], 1.5])
 def test_invalid_confidence_temperatures_refused(mapping):
     with pytest.raises(ValueError, match='confidence_temperature'):
         SamplerConfig(confidence_temperature=mapping).validate()
@@ -141,7 +144,8 @@ def test_cli_writes_a_new_checkpoint(tmp_path, scenes, capsys):
     out = tmp_path / 'calibrated'
     before = (SHIPPED / 'config.json').read_bytes()
     code = calibrate_main(['--checkpoint', str(SHIPPED), '--data', f'generated:{scenes}', '--out', str(out),
-                           '--ensemble', '1', '--steps', '4', '--max-images', '2', '--pixels-per-image', '1024',
+                           '--ensemble', '1', '--steps', '4', '--max-images', '2',
+                           '--pixels-per-image', '1024',
                            '--device', 'cpu'])
     assert code == 0
     assert (SHIPPED / 'config.json').read_bytes() == before  # the input is never edited
@@ -159,4 +163,5 @@ def test_cli_writes_a_new_checkpoint(tmp_path, scenes, capsys):
 
     for target in (out, SHIPPED):  # a non-empty directory and the input itself are refused
         with pytest.raises(SystemExit):
-            calibrate_main(['--checkpoint', str(SHIPPED), '--data', f'generated:{scenes}', '--out', str(target)])
+            calibrate_main(['--checkpoint', str(SHIPPED), '--data', f'generated:{scenes}',
+                            '--out', str(target)])

@@ -1,5 +1,5 @@
 """
-camseg-calibrate: fit a confidence temperature for a sampler setting on held-out scenes; write a new checkpoint.
+camseg-calibrate: fit a sampler setting's confidence temperature on held-out scenes; write a new checkpoint.
 
 Example: camseg-calibrate --checkpoint camseg_core/assets/tiny_synth --data generated:runs/tune --ensemble 1
 --steps 4 --out runs/tiny_calibrated
@@ -116,7 +116,8 @@ def main(argv=None) -> int:
         'ensemble': setting.ensemble, 'steps': setting.steps, 'scheduler': setting.scheduler,
         'num_iter': setting.num_iter, 'temperature': setting.temperature, 'objective': args.objective,
         'confidence_temperature': temperature, 'data': args.data, 'pixels': int(pooled.target.numel()),
-        'seed': args.seed, 'subsets': {k: {'before': rounded(b), 'after': rounded(a)} for k, (b, a) in rows.items()}}
+        'seed': args.seed,
+        'subsets': {k: {'before': rounded(b), 'after': rounded(a)} for k, (b, a) in rows.items()}}
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source / WEIGHTS_NAME, out / WEIGHTS_NAME)
     (out / CONFIG_NAME).write_text(json.dumps(header, indent=2) + '\n')

@@ -45,8 +45,8 @@ def collect_scores(segmenter, dataset, pixels_per_image: int = 2048, seed: int =
     """Segment every image of `dataset` (items with 'image' and 'label') and keep its class scores.
 
     The scores are read from the autoencoder's class head while `segmenter.segment` runs, at the processing
-    size; the labels are letterboxed to it as the images are. Up to `pixels_per_image` labelled pixels per image
-    are kept, drawn with `seed`. Raises ValueError for a model without a class head.
+    size; the labels are letterboxed to it as the images are. Up to `pixels_per_image` labelled pixels per
+    image are kept, drawn with `seed`. Raises ValueError for a model without a class head.
     """
     model = segmenter.model
     head = getattr(getattr(model, 'autoencoder', None), 'class_head', None)
@@ -72,7 +72,8 @@ def collect_scores(segmenter, dataset, pixels_per_image: int = 2048, seed: int =
             valid = np.flatnonzero((label != IGNORE_INDEX).numpy())
             if valid.size == 0:
                 continue
-            keep = torch.from_numpy(np.sort(rng.choice(valid, min(pixels_per_image, valid.size), replace=False)))
+            keep = np.sort(rng.choice(valid, min(pixels_per_image, valid.size), replace=False))
+            keep = torch.from_numpy(keep)
             logits.append(scores.flatten(2)[:, :, keep].transpose(1, 2).cpu())  # (E, p, K+1)
             targets.append(label[keep])
     finally:
@@ -83,7 +84,7 @@ def collect_scores(segmenter, dataset, pixels_per_image: int = 2048, seed: int =
 
 
 def confidence(scores: ClassScores, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (confidence (P,), correct (P,) bool) of the scores at `temperature`, voted as `predict` votes."""
+    """Return the voted confidence of every pixel and whether its class is right, both (P,)."""
     conf, slot = (scores.logits / temperature).softmax(-1).max(-1)  # (E, P) each
     ids, conf = vote(slots_to_train_ids(slot)[:, None, None], conf[:, None, None])  # (1, 1, P) each
     return conf.flatten(), ids.flatten() == scores.target
@@ -96,7 +97,7 @@ def confidence_nll(conf: torch.Tensor, correct: torch.Tensor) -> float:
 
 
 def calibration_error(conf: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> float:
-    """Expected calibration error (0-1) in `num_bins` equal bins, as camseg-eval computes it."""
+    """Return the expected calibration error (0-1) in `num_bins` equal bins, as camseg-eval computes it."""
     meter = CalibrationMeter(num_bins)
     meter.update(conf.numpy(), correct.numpy())
     return meter.ece()
@@ -120,21 +121,22 @@ def fit_temperature(scores: ClassScores, objective: str = 'nll', low: float = 0.
     if objective not in OBJECTIVES:
         raise ValueError(f'objective must be one of {OBJECTIVES}, got {objective!r}')
     if not (0 < low < high and math.isfinite(high)) or points < 3 or refine < 0:
-        raise ValueError(f'need 0 < low < high finite, points >= 3, refine >= 0; got {low}, {high}, {points}, '
-                         f'{refine}')
+        raise ValueError(f'need 0 < low < high finite, points >= 3, refine >= 0; got {low}, {high}, '
+                         f'{points}, {refine}')
     table: list[dict] = []
     grid = np.geomspace(low, high, points)
     for _ in range(refine + 1):
         rows = [evaluate_temperature(scores, t) for t in grid]
         table += rows
-        best = min(range(len(rows)), key=lambda i: (rows[i][objective], abs(math.log(rows[i]['temperature']))))
+        best = min(range(len(rows)), key=lambda i: (rows[i][objective], abs(math.log(grid[i]))))
         grid = np.geomspace(grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)], points)
     table.sort(key=lambda r: r['temperature'])
     best = min(table, key=lambda r: (r[objective], abs(math.log(r['temperature']))))
     return best['temperature'], table
 
 
-def calibrated_sampler(sampler: SamplerConfig, temperature: float, ensemble: int | None = None) -> SamplerConfig:
+def calibrated_sampler(sampler: SamplerConfig, temperature: float,
+                       ensemble: int | None = None) -> SamplerConfig:
     """Return `sampler` with `temperature` as the confidence temperature of `ensemble` samples.
 
     `ensemble` defaults to the sampler's own ensemble size; the other entries are kept. Invalid values raise
