@@ -1,4 +1,5 @@
 """Confidence calibration: the sampler's confidence temperature, its fit, and camseg-calibrate."""
+import dataclasses
 import json
 import math
 
@@ -71,8 +72,7 @@ def test_temperature_changes_confidence_not_labels(scenes, fast_segmenter):
     image = open_dataset(f'acdc:{scenes}:night:val')[0]['image']
     model = fast_segmenter.model
     x, _ = letterbox([image], model.config.image_size, torch.device('cpu'), fast_segmenter.exposure_floor)
-    sampler = fast_segmenter.sampler
-    assert sampler.confidence_temperature == {}  # the shipped model's fast setting: no calibration yet
+    sampler = dataclasses.replace(fast_segmenter.sampler, confidence_temperature={})  # uncalibrated
 
     logits = []
     handle = model.autoencoder.class_head.register_forward_hook(lambda m, a, out: logits.append(out.float()))
@@ -89,12 +89,14 @@ def test_temperature_changes_confidence_not_labels(scenes, fast_segmenter):
     assert torch.allclose(conf2, (logits[0] / 2).softmax(1).max(1)[0])
     assert float((conf2 < conf).float().mean()) > 0.9  # a temperature above 1 lowers the confidence
 
-    plain = fast_segmenter.segment(image)
-    fast_segmenter.set_sampler(confidence_temperature={1: 2.0})
+    shipped = fast_segmenter.sampler.confidence_temperature
     try:
+        fast_segmenter.set_sampler(confidence_temperature={})
+        plain = fast_segmenter.segment(image)
+        fast_segmenter.set_sampler(confidence_temperature={1: 2.0})
         calibrated = fast_segmenter.segment(image)
     finally:
-        fast_segmenter.set_sampler(confidence_temperature={})
+        fast_segmenter.set_sampler(confidence_temperature=shipped)
     assert np.array_equal(plain.labels, calibrated.labels)
     assert not np.array_equal(plain.confidence, calibrated.confidence)
 
@@ -165,3 +167,11 @@ def test_cli_writes_a_new_checkpoint(tmp_path, scenes, capsys):
         with pytest.raises(SystemExit):
             calibrate_main(['--checkpoint', str(SHIPPED), '--data', f'generated:{scenes}',
                             '--out', str(target)])
+
+
+def test_shipped_vote_is_not_recalibrated():
+    """The shipped model's default sampler (the model card's vote) keeps its uncalibrated confidence."""
+    model, _ = load_pretrained(SHIPPED)
+    sampler = model.config.sampler
+    assert sampler.ensemble == 8 and sampler.confidence_scale() == 1.0
+    assert set(sampler.confidence_temperature) <= {1}

@@ -115,8 +115,8 @@ def main(argv=None) -> int:
     header.setdefault('meta', {})['calibration'] = {
         'ensemble': setting.ensemble, 'steps': setting.steps, 'scheduler': setting.scheduler,
         'num_iter': setting.num_iter, 'temperature': setting.temperature, 'objective': args.objective,
-        'confidence_temperature': temperature, 'data': args.data, 'pixels': int(pooled.target.numel()),
-        'seed': args.seed,
+        'confidence_temperature': temperature, 'data': args.data, 'max_images': args.max_images,
+        'pixels_per_image': args.pixels_per_image, 'pixels': int(pooled.target.numel()), 'seed': args.seed,
         'subsets': {k: {'before': rounded(b), 'after': rounded(a)} for k, (b, a) in rows.items()}}
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source / WEIGHTS_NAME, out / WEIGHTS_NAME)
