@@ -56,6 +56,7 @@ setup(
             'camseg-compare = camseg_core.cli.compare:main',
             'camseg-sweep = camseg_core.cli.sweep:main',
             'camseg-export = camseg_core.cli.export:main',
+            'camseg-calibrate = camseg_core.cli.calibrate:main',
             'segment_node = camseg_ros.node:main',
             'camseg-latency-probe = camseg_ros.tools.latency_probe:main',
             'camseg-bag-eval = camseg_ros.tools.bag_eval:main',

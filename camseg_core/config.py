@@ -93,6 +93,21 @@ class SamplerConfig:
     temperature: float = 1.0  # scale of the sampling noise
     ensemble: int = 1  # samples per image; the class map is their majority vote
     seed: int | None = 0  # same seed and input -> same output; None draws a fresh seed
+    # Confidence calibration: ensemble size -> temperature dividing the class head's scores before the softmax
+    # of each sample's confidence (labels unchanged); a size not listed (an empty map: the default) gets 1.
+    # Fitted on held-out scenes by camseg_core.evaluation.calibrate (`camseg-calibrate`).
+    confidence_temperature: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        # JSON object keys are strings: "1" -> 1 (anything else is left for validate to refuse)
+        if isinstance(self.confidence_temperature, dict):
+            self.confidence_temperature = {
+                int(k) if isinstance(k, str) and k.isdigit() else k: v
+                for k, v in self.confidence_temperature.items()}
+
+    def confidence_scale(self) -> float:
+        """Return the temperature of this setting's confidence (its ensemble size's entry, else 1)."""
+        return float(self.confidence_temperature.get(self.ensemble, 1.0))
 
     def validate(self) -> None:
         if not isinstance(self.num_iter, int) or self.num_iter < 1:
@@ -108,6 +123,16 @@ class SamplerConfig:
             raise ValueError(f'ensemble must be an integer in [1, 64], got {self.ensemble!r}')
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ValueError(f'seed must be a non-negative integer or None, got {self.seed!r}')
+        if not isinstance(self.confidence_temperature, dict):
+            raise ValueError(f'confidence_temperature must map ensemble sizes to temperatures, '
+                             f'got {self.confidence_temperature!r}')
+        for size, value in self.confidence_temperature.items():
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 64:
+                raise ValueError(f'confidence_temperature keys must be ensemble sizes in [1, 64], '
+                                 f'got {size!r}')
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100 \
+                    or not math.isfinite(value):
+                raise ValueError(f'confidence_temperature[{size}] must be in (0, 100], got {value!r}')
 
 
 # Named sampler settings for deployments (the node's `profile` parameter, benchmarks): each maps to the

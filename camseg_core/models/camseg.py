@@ -256,15 +256,17 @@ class CamSeg(nn.Module):
         E = sampler.ensemble
         tokens = self.generate(image_tokens, sampler, generator, timer, ensemble=E,
                                networks=networks)  # (E*N, L, C), member e from stream e
-        ids, conf = self.decode_mask(from_tokens(tokens, self.grid), timer, networks)  # (E*N, H, W) each
+        ids, conf = self.decode_mask(from_tokens(tokens, self.grid), timer, networks,
+                                     sampler.confidence_scale())  # (E*N, H, W) each
         return vote(ids.view(E, -1, *ids.shape[1:]), conf.view(E, -1, *conf.shape[1:]))
 
     @torch.no_grad()
-    def decode_mask(self, latents: torch.Tensor, timer: StageTimer | None = None, networks=None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_mask(self, latents: torch.Tensor, timer: StageTimer | None = None, networks=None,
+                    confidence_temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled mask latents (N, C, h, w) -> trainIds (N, H, W) uint8 and confidence (N, H, W) float32.
 
-        With a class head: the most probable class (IGNORE_INDEX for void) and its softmax probability.
+        With a class head: the most probable class (IGNORE_INDEX for void) and its softmax probability, the
+        scores divided by `confidence_temperature` first (the sampler's calibration; the class is unchanged).
         Without: the nearest palette colour of the decoded maskige and its distance ratio confidence.
         `networks` runs the decoder (`decode_latents`) instead of this model; the rest is the same.
         """
@@ -274,6 +276,8 @@ class CamSeg(nn.Module):
         with timer('postprocess'):
             if self.autoencoder.class_head is None:
                 return decode_maskige(decoded)
+            if confidence_temperature != 1.0:
+                decoded = decoded / confidence_temperature
             conf, slot = decoded.softmax(1).max(1)  # (N, H, W) each
             return slots_to_train_ids(slot), conf.float()
 
