@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from . import add_inference_flags, inference_options
 from ..api import load_segmenter
 from ..assets import resolve_checkpoint
 from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_config
@@ -24,23 +23,22 @@ from ..data.datasets import open_dataset
 from ..evaluation.calibrate import (OBJECTIVES, ClassScores, calibrated_sampler, collect_scores,
                                     evaluate_temperature, fit_temperature)
 from ..evaluation.report import expand_data_spec
+from .options import add_device_group, add_flags, add_sampler_group, inference_options, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command-line flags."""
     p = argparse.ArgumentParser(prog='camseg-calibrate', description=__doc__.strip().split('\n')[0])
-    p.add_argument('--checkpoint', help='checkpoint directory; default: the shipped demo model')
-    p.add_argument('--data', action='append', required=True,
-                   help='held-out dataset spec, repeatable, as camseg-eval takes them (e.g. generated:ROOT); '
-                        'all subsets are pooled')
-    p.add_argument('--out', required=True, help='new checkpoint directory (must not exist or be empty)')
+    add_flags(p, 'checkpoint', 'data', 'out', 'max_images',
+              data={'help': 'held-out dataset spec, repeatable, as camseg-eval takes them '
+                            '(e.g. generated:ROOT); all subsets are pooled'},
+              out={'help': 'new checkpoint directory (must not exist or be empty)'})
     p.add_argument('--objective', choices=OBJECTIVES, default='nll',
                    help='minimise the log loss of the confidence (default) or its ECE')
-    p.add_argument('--pixels-per-image', type=int, default=2048, help='labelled pixels kept per image')
-    p.add_argument('--max-images', type=int, default=None, help='at most this many images per subset')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    add_inference_flags(p)
-    p.add_argument('--seed', type=int, default=0, help='sampler and pixel-subset seed')
+    p.add_argument('--pixels-per-image', type=positive_int, default=2048,
+                   help='labelled pixels kept per image')
+    add_device_group(p, precision=False)
+    add_sampler_group(p, seed={'help': 'sampler and pixel-subset seed (default: %(default)s)'})
     return p
 
 
@@ -73,8 +71,6 @@ def main(argv=None) -> int:
     """Parse flags, collect class scores, fit, print the fit per subset and write the new checkpoint."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.pixels_per_image < 1 or (args.max_images is not None and args.max_images < 1):
-        parser.error('--pixels-per-image and --max-images must be >= 1')
     try:
         source, header = read_config(resolve_checkpoint(args.checkpoint))
         out = Path(args.out)
