@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..api import load_segmenter
 from . import add_inference_flags, inference_options
-from ..data.datasets import open_dataset
-from ..evaluation.corruptions import SEVERITIES, parse_corruptions
-from ..evaluation.report import evaluate, expand_data_spec
+from ..evaluation.checkpoint_eval import evaluate_checkpoint
 
 
 def _int_list(text: str) -> list[int]:
@@ -50,34 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Parse flags, load the model, evaluate, and print where the report is."""
+    """Parse flags, evaluate the checkpoint, and print where the report is."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1):
-        parser.error('--batch-size and --max-images must be >= 1')
-    options = inference_options(args)
-    try:
-        corruptions = parse_corruptions(args.corruptions)
-        if not args.severities or any(v not in SEVERITIES for v in args.severities):
-            raise ValueError(f'--severities must be drawn from {SEVERITIES}, got {args.severities}')
-        subsets = [pair for spec in args.data for pair in expand_data_spec(spec)]
-        names = [n for n, _ in subsets]
-        if len(set(names)) != len(names):
-            raise ValueError(f'two --data specs give the same subset name: {names}')
-        datasets = {name: open_dataset(spec) for name, spec in subsets}
-        segmenter = load_segmenter(args.checkpoint, device=args.device, precision=args.precision,
-                                   seed=args.seed, **options)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
     save = args.save_predictions
     if save == '':
         save = Path(args.out) / 'predictions'
     try:
-        evaluate(segmenter, datasets, args.out, batch_size=args.batch_size, max_images=args.max_images,
-                 corruptions=corruptions, severities=args.severities, save_predictions=save, seed=args.seed,
-                 ceilings=args.ceilings)
-    finally:
-        segmenter.close()
+        evaluate_checkpoint(args.checkpoint, args.data, args.out, device=args.device, precision=args.precision,
+                            batch_size=args.batch_size, max_images=args.max_images,
+                            corruptions=args.corruptions, severities=args.severities, save_predictions=save,
+                            ceilings=args.ceilings, seed=args.seed, **inference_options(args))
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
     print(f'camseg-eval: wrote {Path(args.out) / "report.md"} and metrics.json')
     return 0
 
