@@ -15,8 +15,8 @@
           - {round: 3, prev: 2}
         stages: [...]
 
-A string that is one whole ${var} takes the variable's value and type; ${var} inside a string is replaced by
-its text. Overrides (`--set`, and `toy` with --toy) are `var=value`, `stage.setting=value` or `*.setting=value`
+A string that is one whole ${var} takes the variable's value and type (in a list, a list variable's items are
+spliced in); ${var} inside a string is replaced by its text. Overrides (`--set`, and `toy` with --toy) are `var=value`, `stage.setting=value` or `*.setting=value`
 (every stage that has that setting); values are read as YAML (2000, 0.5, true, [a, b]).
 """
 from __future__ import annotations
@@ -69,8 +69,12 @@ def _resolve(value, variables: dict, seen: tuple = ()):
     """Replace ${var} in value (strings, lists, mappings) by the variables, recursively."""
     if isinstance(value, dict):
         return {k: _resolve(v, variables, seen) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve(v, variables, seen) for v in value]
+    if isinstance(value, list):  # an item that is one whole ${var} holding a list is spliced in
+        items = []
+        for v in value:
+            r = _resolve(v, variables, seen)
+            items += r if isinstance(r, list) and isinstance(v, str) and VAR.fullmatch(v) else [r]
+        return items
     if not isinstance(value, str):
         return value
 

@@ -11,6 +11,7 @@ while the others wait; the run directory must be on a file system that every nod
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import inspect
@@ -33,7 +34,7 @@ from .loop import setup_distributed
 from .recipe import TRAIN_KINDS, Recipe, Stage, describe
 
 MARKERS = 'stages'  # RUN/stages/<stage>.json
-UNCOMPARED = ('workers', 'device')  # settings that change the speed only; a finished stage keeps its result
+UNCOMPARED = ('workers', 'device', 'stop_after')  # speed only (stop_after: tests); a done stage stays done
 SAMPLER = ('num_iter', 'steps', 'temperature', 'ensemble', 'exposure_floor')
 
 
@@ -174,6 +175,38 @@ class _Ranks:
         return box[0]
 
 
+class _Tee:
+    """A text stream that writes to a terminal stream and a log file."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text):
+        """Write `text` to both."""
+        self.log.write(text)
+        return self.stream.write(text)
+
+    def flush(self):
+        """Flush both."""
+        self.log.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)  # encoding, fileno, isatty, ... of the terminal stream
+
+
+@contextlib.contextmanager
+def _logged(run: Path, stage: Stage, main: bool):
+    """Copy what a stage prints into RUN/logs/<stage>.log (the first process only)."""
+    if not main:
+        yield
+        return
+    (run / 'logs').mkdir(parents=True, exist_ok=True)
+    with open(run / 'logs' / f'{stage.name}.log', 'a') as log, \
+            contextlib.redirect_stdout(_Tee(sys.stdout, log)), contextlib.redirect_stderr(_Tee(sys.stderr, log)):
+        yield
+
+
 def _free() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -229,21 +262,15 @@ def run_recipe(recipe: Recipe, dry_run: bool = False) -> list[dict]:
                   + (' (interrupted before: resuming)' if status == 'interrupted' else ''), flush=True)
             _write_marker(recipe.run, stage, status='running')
         began = time.perf_counter()
-        if stage.kind in TRAIN_KINDS:
-            try:
-                metrics = RUNNERS[stage.kind](stage, status == 'interrupted')
-            except _Stopped as e:  # stop_after: the marker stays 'running', so the next run resumes it
-                rows.append(_row(stage, 'stopped', round(time.perf_counter() - began, 1), {}))
-                if main:
-                    write_summary(recipe, rows, time.perf_counter() - start)
-                    print(f'recipe {recipe.name}: {e}; run it again to resume', flush=True)
-                return rows
-        else:
-            outcome = shared(_attempt(lambda: RUNNERS[stage.kind](stage, status == 'interrupted'))
-                             if main else None)
-            if outcome[0] is not True:
-                raise (outcome[0] if main and isinstance(outcome[0], Exception) else RuntimeError(outcome[0]))
-            metrics = outcome[1]
+        with _logged(recipe.run, stage, main):
+            metrics = _run_stage(stage, status, shared, main)
+        if metrics is None:  # stopped (stop_after): the marker stays 'running', so the next run resumes it
+            rows.append(_row(stage, 'stopped', round(time.perf_counter() - began, 1), {}))
+            if main:
+                write_summary(recipe, rows, time.perf_counter() - start)
+                print(f'recipe {recipe.name}: stage {stage.name} stopped before its last step; run the recipe '
+                      'again to resume it', flush=True)
+            return rows
         seconds = round(time.perf_counter() - began, 1)
         _free()
         rows.append(_row(stage, 'ran', seconds, metrics))
@@ -255,6 +282,20 @@ def run_recipe(recipe: Recipe, dry_run: bool = False) -> list[dict]:
         path = write_summary(recipe, rows, time.perf_counter() - start)
         print(f'recipe {recipe.name}: done in {time.perf_counter() - start:.0f} s; see {path}', flush=True)
     return rows
+
+
+def _run_stage(stage: Stage, status: str, shared, main: bool) -> dict | None:
+    """Run one stage; return its key metrics, or None if a training stage stopped early (stop_after)."""
+    resume = status == 'interrupted'
+    if stage.kind in TRAIN_KINDS:  # every process (DDP)
+        try:
+            return RUNNERS[stage.kind](stage, resume)
+        except _Stopped:
+            return None
+    outcome = shared(_attempt(lambda: RUNNERS[stage.kind](stage, resume)) if main else None)
+    if outcome[0] is not True:  # only under torchrun: rank 0 failed, and every rank stops with its message
+        raise ValueError(outcome[0])
+    return outcome[1]
 
 
 def _attempt(job):
