@@ -1,4 +1,4 @@
-"""`make gpu-recipe` (recipes/gpu.yaml): its settings and stages, the carried wheels, and a toy run on the CPU."""
+"""`make gpu-recipe` (recipes/gpu.yaml): its settings and stages, the carried wheels, a toy run on the CPU."""
 import json
 import shutil
 import subprocess
@@ -31,7 +31,8 @@ def test_settings_are_the_gpu_values_or_the_toy_ones_or_overrides():
 def test_every_stage_and_the_chain_of_checkpoints():
     recipe = load_recipe(GPU, out='runs/g')
     assert [st.name for st in recipe.stages] == NAMES
-    jobs = {st.name: TrainJob.from_settings(st.kind, st.settings) for st in recipe.stages if st.kind in TRAIN_KINDS}
+    jobs = {st.name: TrainJob.from_settings(st.kind, st.settings) for st in recipe.stages
+            if st.kind in TRAIN_KINDS}
     seg, ft, dec = jobs['segmenter'], jobs['segmenter-ft'], jobs['decoder']
     assert seg.init == jobs['vae'].out and seg.precision == 'bf16' and seg.cache_latents
     assert ft.init == seg.out and not ft.cache_latents  # fresh augmentation every step
@@ -68,7 +69,8 @@ def test_missing_packages_come_from_the_carried_wheels(tmp_path):
 @pytest.mark.skipif(shutil.which('make') is None, reason='needs make')
 def test_toy_recipe_runs_end_to_end(tmp_path):
     run = tmp_path / 'recipe'
-    make = ['make', '-s', '-C', str(ROOT), 'gpu-recipe', 'TOY=1', f'GPU_RUN={run}', f'RECIPE_PY={sys.executable}']
+    make = ['make', '-s', '-C', str(ROOT), 'gpu-recipe', 'TOY=1', f'GPU_RUN={run}',
+            f'RECIPE_PY={sys.executable}']
     proc = subprocess.run(make, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for path in ('comparison/comparison.md', 'comparison/comparison.json', 'eval_camseg/metrics.json',

@@ -1,4 +1,4 @@
-"""camseg-train recipe: the plan, real training stages, re-runs that skip, resume or refuse, and the summary."""
+"""camseg-train recipe: the plan, real training stages, re-runs that skip, resume or refuse, the summary."""
 import json
 
 import pytest
@@ -91,5 +91,6 @@ stages:
     stages: [{name: 'e${round}', kind: export, settings: {source: '${w}-${x}'}}]
 """)
     recipe = load_recipe(path, ['x=5'], out=tmp_path / 'run')
-    assert [(s.name, s.settings['source']) for s in recipe.stages] == [('e1', 'a-5'), ('e2', 'a-5'), ('e3', 'b-5')]
+    expected = [('e1', 'a-5'), ('e2', 'a-5'), ('e3', 'b-5')]
+    assert [(s.name, s.settings['source']) for s in recipe.stages] == expected
     assert recipe.stages[0].settings['out'] == str(tmp_path / 'run' / 'e1')

@@ -1,4 +1,4 @@
-"""recipes/cityscapes_base.yaml end to end at toy size, on generated data written in the Cityscapes + ACDC layouts."""
+"""recipes/cityscapes_base.yaml end to end at toy size, on generated data in the Cityscapes + ACDC layouts."""
 import json
 from pathlib import Path
 
@@ -17,7 +17,8 @@ def test_the_base_recipe_carries_the_demo_recipes_lessons():
     vae = TrainJob.from_settings('vae', stages['vae'].settings)
     assert vae.preset == 'base' and vae.image_size == (512, 1024) and vae.precision == 'bf16'
     assert vae.class_weight > 0 and vae.mask_weight > 1  # class head trained, masks weighted up
-    assert vae.data == ['cityscapes:/cs:train'] + [f'acdc:/acdc:{c}:train' for c in ('fog', 'night', 'rain', 'snow')]
+    acdc = [f'acdc:/acdc:{c}:train' for c in ('fog', 'night', 'rain', 'snow')]
+    assert vae.data == ['cityscapes:/cs:train'] + acdc
     seg = TrainJob.from_settings('segmenter', stages['segmenter'].settings)
     assert (seg.image_stem, seg.pixel_stem, seg.weather, seg.jitter) == (2, 128, 0.6, 0.7)
     dec = TrainJob.from_settings('vae', stages['decoder'].settings)
@@ -35,16 +36,18 @@ def test_toy_run_on_generated_cityscapes_and_acdc(tmp_path, capsys):
     write_dataset(data, 1, 'val', 2, (32, 64), conditions, progress=False)
     assert (data / 'leftImg8bit' / 'train').is_dir() and (data / 'rgb_anon' / 'snow' / 'val').is_dir()
     run = tmp_path / 'run'
-    argv = ['recipe', str(RECIPE), '--toy', '--out', str(run), '--set', f'cityscapes={data}', '--set', f'acdc={data}']
+    argv = ['recipe', str(RECIPE), '--toy', '--out', str(run), '--set', f'cityscapes={data}',
+            '--set', f'acdc={data}']
     assert train(argv) == 0
     config = read_config(run / 'export')[1]['config']
     assert config['sampler']['ensemble'] == 8 and config['sampler']['temperature'] == 0.8
     assert config['transformer']['image_stem'] == 2 and config['transformer']['pixel_stem'] == 128
     subsets = json.loads((run / 'eval-camseg' / 'metrics.json').read_text())['datasets']
-    assert list(subsets) == ['cityscapes:val', 'acdc:fog:val', 'acdc:night:val', 'acdc:rain:val', 'acdc:snow:val']
+    assert list(subsets) == ['cityscapes:val'] + [f'acdc:{c}:val' for c in ('fog', 'night', 'rain', 'snow')]
     summary = json.loads((run / 'summary.json').read_text())
     assert [r['status'] for r in summary['stages']] == ['ran'] * 8
-    assert json.loads((run / 'comparison' / 'comparison.json').read_text())['reference_subset'] == 'cityscapes:val'
+    comparison = json.loads((run / 'comparison' / 'comparison.json').read_text())
+    assert comparison['reference_subset'] == 'cityscapes:val'
     assert '## comparison' in (run / 'summary.md').read_text()
     capsys.readouterr()
     assert train(argv) == 0 and capsys.readouterr().out.count('done before, skipped') == 8

@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     if save == '':
         save = Path(args.out) / 'predictions'
     try:
-        evaluate_checkpoint(args.checkpoint, args.data, args.out, device=args.device, precision=args.precision,
+        evaluate_checkpoint(args.checkpoint, args.data, args.out, device=args.device,
+                            precision=args.precision,
                             batch_size=args.batch_size, max_images=args.max_images,
                             corruptions=args.corruptions, severities=args.severities, save_predictions=save,
                             ceilings=args.ceilings, seed=args.seed, **inference_options(args))

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='dataset spec, repeatable: cityscapes:ROOT:SPLIT, acdc:ROOT:CONDITION:SPLIT, or '
                         'generated:ROOT (the Cityscapes and every ACDC condition train split in ROOT)')
     p.add_argument('--out', type=Path, required=True, help='run directory')
-    p.add_argument('--preset', default=D['preset'], help='model preset (vae: tiny/base/large, baseline: tiny)')
+    p.add_argument('--preset', default=D['preset'],
+                   help='model preset (vae: tiny/base/large, baseline: tiny)')
     p.add_argument('--image-size', type=_size, help='processing size HxW, overriding the preset / --init')
     p.add_argument('--init', type=Path, help='start from this checkpoint (segmenter: the vae run)')
     p.add_argument('--resume', action='store_true', help='continue the run saved in --out')
@@ -55,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--schedule', default=D['schedule'], choices=SCHEDULES)
     p.add_argument('--ema', type=float, default=D['ema'], help='EMA decay of the saved weights')
     p.add_argument('--clip', type=float, default=D['clip'], help='gradient norm clipping (0: off)')
-    p.add_argument('--precision', default=D['precision'], choices=['fp32', 'bf16', 'fp16'], help='autocast dtype')
-    p.add_argument('--device', default=D['device'], help='auto, cpu, cuda (torchrun: each process its LOCAL_RANK)')
+    p.add_argument('--precision', default=D['precision'], choices=['fp32', 'bf16', 'fp16'],
+                   help='autocast dtype')
+    p.add_argument('--device', default=D['device'],
+                   help='auto, cpu, cuda (torchrun: each process its LOCAL_RANK)')
     p.add_argument('--workers', type=int,
                    help='data loader worker processes (default: the cores per process less one, 2 to 16)')
     p.add_argument('--no-augment', action='store_true', help='letterbox samples instead of random scale/crop')
@@ -101,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'tokens of the labels (0: encoder tokens only)')
     p.add_argument('--save-every', type=int, default=D['save_every'], help='checkpoint interval in steps')
     p.add_argument('--log-every', type=int, default=D['log_every'], help='TensorBoard scalar interval')
-    p.add_argument('--sample-every', type=int, default=D['sample_every'], help='sample overlay interval (0: off)')
+    p.add_argument('--sample-every', type=int, default=D['sample_every'],
+                   help='sample overlay interval (0: off)')
     p.add_argument('--seed', type=int, default=D['seed'])
     p.add_argument('--stop-after', type=int, help='stop after this step without a final save, as if killed')
     return p
@@ -117,7 +121,8 @@ def build_recipe_parser() -> argparse.ArgumentParser:
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='override a variable (train_scenes=500) or one stage setting (vae.steps=2000); '
                         'repeatable')
-    p.add_argument('--toy', action='store_true', help="use the recipe's toy values (tiny data, few steps, CPU)")
+    p.add_argument('--toy', action='store_true',
+                   help="use the recipe's toy values (tiny data, few steps, CPU)")
     p.add_argument('--dry-run', action='store_true', help='print the plan and the state of each stage only')
     return p
 

@@ -29,7 +29,8 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: list[str], out: str
     if not severities or any(v not in SEVERITIES for v in severities):
         raise ValueError(f'severities must be drawn from {SEVERITIES}, got {severities}')
     chosen = parse_corruptions(corruptions)
-    subsets = [pair for spec in ([data] if isinstance(data, str) else data) for pair in expand_data_spec(spec)]
+    specs = [data] if isinstance(data, str) else data
+    subsets = [pair for spec in specs for pair in expand_data_spec(spec)]
     names = [n for n, _ in subsets]
     if len(set(names)) != len(names):
         raise ValueError(f'two data specs give the same subset name: {names}')

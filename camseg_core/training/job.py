@@ -157,8 +157,8 @@ def _restore(job: TrainJob, config: TrainConfig, opts: StageOptions, env) -> tup
     allow = {name.strip() for name in job.allow_change.split(',') if name.strip()}
     if not job.resume:
         if st.has_state(job.out):
-            raise ValueError(f'{job.out} already holds a training run; pass --resume (recipe: resume: true) to '
-                             'continue it or choose another --out')
+            raise ValueError(f'{job.out} already holds a training run; pass --resume (recipe: resume: true) '
+                             'to continue it or choose another --out')
         if allow:
             raise ValueError('--allow-change only applies with --resume')
         return None

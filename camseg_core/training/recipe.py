@@ -16,7 +16,8 @@
         stages: [...]
 
 A string that is one whole ${var} takes the variable's value and type (in a list, a list variable's items are
-spliced in); ${var} inside a string is replaced by its text. Overrides (`--set`, and `toy` with --toy) are `var=value`, `stage.setting=value` or `*.setting=value`
+spliced in); ${var} inside a string is replaced by its text. Overrides (`--set`, and `toy` with --toy) are
+`var=value`, `stage.setting=value` or `*.setting=value`
 (every stage that has that setting); values are read as YAML (2000, 0.5, true, [a, b]).
 """
 from __future__ import annotations
@@ -80,7 +81,8 @@ def _resolve(value, variables: dict, seen: tuple = ()):
 
     def lookup(name):
         if name not in variables:
-            raise ValueError(f'unknown variable ${{{name}}}; the recipe defines {", ".join(sorted(variables))}')
+            raise ValueError(f'unknown variable ${{{name}}}; the recipe defines '
+                             f'{", ".join(sorted(variables))}')
         if name in seen:
             raise ValueError(f'variables refer to each other in a circle: {" -> ".join(seen + (name,))}')
         return _resolve(variables[name], variables, seen + (name,))
@@ -110,7 +112,8 @@ def _expand(entries: list, variables: dict, path: str) -> list[tuple[dict, dict]
         if 'repeat' in entry:
             extra = set(entry) - {'repeat', 'stages'}
             if extra:
-                raise ValueError(f'{where}: a repeat holds only repeat and stages, not {", ".join(sorted(extra))}')
+                raise ValueError(f'{where}: a repeat holds only repeat and stages, not '
+                                 f'{", ".join(sorted(extra))}')
             current = dict(variables)
             for j, values in enumerate(entry['repeat'] or []):
                 current.update(_mapping(values, f'{where}.repeat[{j}]'))
@@ -118,8 +121,8 @@ def _expand(entries: list, variables: dict, path: str) -> list[tuple[dict, dict]
             continue
         unknown = set(entry) - {'name', 'kind', 'settings'}
         if unknown:
-            raise ValueError(f'{where}: unknown field(s) {", ".join(sorted(unknown))} (a stage has name, kind, '
-                             'settings)')
+            raise ValueError(f'{where}: unknown field(s) {", ".join(sorted(unknown))} '
+                             '(a stage has name, kind, settings)')
         out.append((entry, variables))
     return out
 
@@ -173,7 +176,8 @@ def load_recipe(path: str | Path, overrides: list[str] = (), toy: bool = False,
         target, _, setting = key.partition('.')
         hits = [s for s in stages if (target == '*' and setting in s.settings) or s.name == target]
         if not hits:
-            raise ValueError(f'override {key}: no stage {target!r} (stages: {", ".join(s.name for s in stages)})'
+            raise ValueError(f'override {key}: no stage {target!r} '
+                             f'(stages: {", ".join(s.name for s in stages)})'
                              if target != '*' else f'override {key}: no stage has the setting {setting!r}')
         for s in hits:
             s.settings[setting] = _resolve(value, variables)

@@ -58,7 +58,8 @@ def stage_status(run: Path, stage: Stage) -> tuple[str, list[str]]:
         raise ValueError(f'{path}: unreadable stage marker ({e}); delete it to run the stage again') from None
     now = _plain(stage.settings)
     old = {k: v for k, v in old.items() if k not in UNCOMPARED}
-    changed = [f'{k} ({old.get(k, "unset")!r} -> {now.get(k, "unset")!r})' for k in sorted(set(old) | set(now))
+    changed = [f'{k} ({old.get(k, "unset")!r} -> {now.get(k, "unset")!r})'
+               for k in sorted(set(old) | set(now))
                if old.get(k) != now.get(k)]
     if changed:
         return 'changed', changed
@@ -89,7 +90,8 @@ def _synth(stage: Stage, resume: bool) -> dict:
     _check(stage, names + ('workers',), names)
     s = stage.settings
     conditions = expand_conditions(s['conditions'])
-    write_dataset(Path(s['out']), int(s['num']), s['split'], int(s['seed']), parse_size(s['size']), conditions,
+    write_dataset(Path(s['out']), int(s['num']), s['split'], int(s['seed']), parse_size(s['size']),
+                  conditions,
                   workers=int(s.get('workers', 1)))
     return {'scenes': int(s['num']), 'conditions': len(conditions)}
 
@@ -107,7 +109,8 @@ def _train(stage: Stage, resume: bool) -> dict:
 def _export(stage: Stage, resume: bool) -> dict:
     _check(stage, ('source', 'out', 'ensemble', 'temperature'), ('source', 'out'))
     s = stage.settings
-    out = export_pretrained(s['source'], s['out'], ensemble=s.get('ensemble'), temperature=s.get('temperature'))
+    out = export_pretrained(s['source'], s['out'], ensemble=s.get('ensemble'),
+                            temperature=s.get('temperature'))
     sampler = read_config(out)[1]['config'].get('sampler', {})
     size = sum(f.stat().st_size for f in Path(out).iterdir() if f.is_file())
     return {'ensemble': sampler.get('ensemble'), 'temperature': sampler.get('temperature'),
@@ -203,7 +206,8 @@ def _logged(run: Path, stage: Stage, main: bool):
         return
     (run / 'logs').mkdir(parents=True, exist_ok=True)
     with open(run / 'logs' / f'{stage.name}.log', 'a') as log, \
-            contextlib.redirect_stdout(_Tee(sys.stdout, log)), contextlib.redirect_stderr(_Tee(sys.stderr, log)):
+            contextlib.redirect_stdout(_Tee(sys.stdout, log)), \
+            contextlib.redirect_stderr(_Tee(sys.stderr, log)):
         yield
 
 
@@ -226,7 +230,8 @@ def _statuses(recipe: Recipe) -> list[tuple[str, list[str]]]:
                if status == 'changed']
     if changed:
         raise ValueError(f'the settings of finished or started stages in {recipe.run} changed; refusing to '
-                         f'continue them: {"; ".join(changed)}. Run with their old settings, use another --out, '
+                         f'continue them: {"; ".join(changed)}. Run with their old settings, use another '
+                         f'--out, '
                          f'or delete {recipe.run / MARKERS}/<stage>.json and the stage\'s output to redo it')
     return statuses
 
@@ -253,7 +258,8 @@ def run_recipe(recipe: Recipe, dry_run: bool = False) -> list[dict]:
     for stage, (status, _) in zip(recipe.stages, statuses):
         if status == 'done':
             marker = json.loads(_marker(recipe.run, stage).read_text())
-            rows.append(_row(stage, 'skipped (done before)', marker.get('seconds'), marker.get('metrics', {})))
+            rows.append(_row(stage, 'skipped (done before)', marker.get('seconds'),
+                             marker.get('metrics', {})))
             if main:
                 print(f'== {stage.name}: done before, skipped', flush=True)
             continue
@@ -268,8 +274,8 @@ def run_recipe(recipe: Recipe, dry_run: bool = False) -> list[dict]:
             rows.append(_row(stage, 'stopped', round(time.perf_counter() - began, 1), {}))
             if main:
                 write_summary(recipe, rows, time.perf_counter() - start)
-                print(f'recipe {recipe.name}: stage {stage.name} stopped before its last step; run the recipe '
-                      'again to resume it', flush=True)
+                print(f'recipe {recipe.name}: stage {stage.name} stopped before its last step; run the '
+                      'recipe again to resume it', flush=True)
             return rows
         seconds = round(time.perf_counter() - began, 1)
         _free()
