@@ -1,5 +1,8 @@
 """camseg-train recipe: the plan, real training stages, re-runs that skip, resume or refuse, the summary."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -94,3 +97,19 @@ stages:
     expected = [('e1', 'a-5'), ('e2', 'a-5'), ('e3', 'b-5')]
     assert [(s.name, s.settings['source']) for s in recipe.stages] == expected
     assert recipe.stages[0].settings['out'] == str(tmp_path / 'run' / 'e1')
+
+
+def test_recipe_under_torchrun_with_two_gloo_processes(tmp_path, recipe):
+    """Training stages run on both ranks (DDP), the others on rank 0 while rank 1 waits; one summary."""
+    run = tmp_path / 'run'
+    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '-m',
+               'camseg_core.cli.train', 'recipe', str(recipe), '--out', str(run), '--set', 'base.batch_size=1']
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert 'baseline: 4 training items, 2 process(es)' in proc.stdout and 'ranks in sync: True' in proc.stdout
+    assert proc.stdout.count('recipe tiny (') == 1  # the plan, printed by rank 0 only
+    rows = json.loads((run / 'summary.json').read_text())['stages']
+    assert [r['status'] for r in rows] == ['ran'] * 4 and st.load_state(run / 'base')[0]['world_size'] == 2
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0 and proc.stdout.count('done before, skipped') == 4
