@@ -103,7 +103,8 @@ def test_recipe_under_torchrun_with_two_gloo_processes(tmp_path, recipe):
     """Training stages run on both ranks (DDP), the others on rank 0 while rank 1 waits; one summary."""
     run = tmp_path / 'run'
     command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '-m',
-               'camseg_core.cli.train', 'recipe', str(recipe), '--out', str(run), '--set', 'base.batch_size=1']
+               'camseg_core.cli.train', 'recipe', str(recipe), '--out', str(run),
+               '--set', 'base.batch_size=1']
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
