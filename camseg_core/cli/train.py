@@ -5,7 +5,7 @@ Stage 'vae' trains the autoencoder, 'segmenter' the transformer + diffusion head
     camseg-train vae --data generated:data/synth --out runs/vae --preset tiny --steps 20000
     camseg-train segmenter --init runs/vae --data generated:data/synth --out runs/camseg --steps 50000
     camseg-train baseline --data cityscapes:/data/cityscapes:train --out runs/baseline --steps 20000
-    camseg-train recipe recipes/demo.yaml --out runs/demo_model   (camseg-train recipe --help)
+    camseg-train recipe recipes/demo.yaml --out runs/demo_model   (see camseg-train recipe --help)
 
 OUT holds the EMA inference checkpoint (config.json + model.safetensors, loadable with camseg-eval or
 Segmenter.from_pretrained), train_state.json + train_state/ (resume with --resume), tb/ (TensorBoard) and
@@ -32,10 +32,19 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the command-line parser."""
+    """Build the command-line parser: a sub-command per stage, and `recipe`."""
     p = argparse.ArgumentParser(prog='camseg-train', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('stage', choices=STAGES)
+    sub = p.add_subparsers(dest='stage', required=True, metavar='{' + ','.join(STAGES) + ',recipe}')
+    for stage in STAGES:
+        add_train_flags(sub.add_parser(stage, help=f'train the {stage} stage'))
+    add_recipe_flags(sub.add_parser('recipe', help='run a recipe file of stages (recipes/*.yaml)',
+                                    description=RECIPE_HELP))
+    return p
+
+
+def add_train_flags(p: argparse.ArgumentParser) -> None:
+    """Add the flags of one training run (their names are `TrainJob`'s settings)."""
     p.add_argument('--data', action='append', required=True,
                    help='dataset spec, repeatable: cityscapes:ROOT:SPLIT, acdc:ROOT:CONDITION:SPLIT, or '
                         'generated:ROOT (the Cityscapes and every ACDC condition train split in ROOT)')
@@ -108,14 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help='sample overlay interval (0: off)')
     p.add_argument('--seed', type=int, default=D['seed'])
     p.add_argument('--stop-after', type=int, help='stop after this step without a final save, as if killed')
-    return p
 
 
-def build_recipe_parser() -> argparse.ArgumentParser:
-    """Build the parser of `camseg-train recipe`."""
-    p = argparse.ArgumentParser(prog='camseg-train recipe', description='Run a recipe file of stages (synth, '
-                                'vae, segmenter, baseline, export, eval, compare): print the plan, skip the '
-                                'stages finished before, resume an interrupted one, write OUT/summary.md.')
+RECIPE_HELP = ('Run a recipe file of stages (synth, vae, segmenter, baseline, export, eval, compare): '
+               'print the plan, skip the stages finished before, resume an interrupted one, refuse a stage '
+               'whose settings changed, write OUT/summary.md and summary.json.')
+
+
+def add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    """Add the flags of `camseg-train recipe`."""
     p.add_argument('file', type=Path, help='recipe file (recipes/*.yaml)')
     p.add_argument('--out', type=Path, help="run directory (default: the recipe's own, e.g. runs/<name>)")
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
@@ -124,38 +134,24 @@ def build_recipe_parser() -> argparse.ArgumentParser:
     p.add_argument('--toy', action='store_true',
                    help="use the recipe's toy values (tiny data, few steps, CPU)")
     p.add_argument('--dry-run', action='store_true', help='print the plan and the state of each stage only')
-    return p
 
 
-def recipe_main(argv) -> int:
-    """`camseg-train recipe FILE ...`: run a recipe through the library's runner."""
+def _recipe(args) -> None:
+    """Run a recipe through the library's runner."""
     from ..training.recipe import load_recipe
     from ..training.runner import run_recipe
-    parser = build_recipe_parser()
-    args = parser.parse_args(argv)
-    try:
-        recipe = load_recipe(args.file, args.set, toy=args.toy, out=args.out)
-        run_recipe(recipe, dry_run=args.dry_run)
-    except NonFiniteLoss as e:
-        print(f'camseg-train: error: {e}', file=sys.stderr, flush=True)
-        return 3
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
-    finally:
-        teardown_distributed()
-    return 0
+    run_recipe(load_recipe(args.file, args.set, toy=args.toy, out=args.out), dry_run=args.dry_run)
 
 
 def main(argv=None) -> int:
     """Entry point of camseg-train."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ['recipe']:
-        return recipe_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = {k: v for k, v in vars(args).items() if k != 'stage'}
     try:
-        train(TrainJob.from_settings(args.stage, settings))
+        if args.stage == 'recipe':
+            _recipe(args)
+        else:
+            train(TrainJob.from_settings(args.stage, {k: v for k, v in vars(args).items() if k != 'stage'}))
     except NonFiniteLoss as e:
         print(f'camseg-train: error: {e}', file=sys.stderr, flush=True)
         return 3
