@@ -1,6 +1,6 @@
 #!/bin/sh
 # One-shot check for a session that has a GPU machine, inside one device call of at most 10 minutes:
-#   1. the GPU recipe (scripts/gpu_recipe.py) with a time limit, into RUN (first: it is what the call is for),
+#   1. the GPU recipe (recipes/gpu.yaml) with a time limit, into RUN (first: it is what the call is for),
 #   2. the CUDA tests (pytest -m cuda test/test_cuda.py),
 #   3. camseg-bench of the shipped model and of the recipe's export at 720x1280, bf16,
 #   4. everything that matters packed into OUT in at most 8 files (what a device call brings back):
@@ -11,7 +11,7 @@
 # skipped with a line in card.txt when less than 10 s is left.
 #   sh scripts/gpu_check.sh   (env: OUT, RUN, PYTHON, BUDGET, TESTS_LIMIT and RECIPE_LIMIT (s), BENCH (0: none),
 #                              BENCH_DEVICE, BENCH_SIZE,
-#                              and any gpu_recipe.py setting, e.g. TOY=1 for a CPU-sized try)
+#                              TOY=1 for a CPU-sized try, RECIPE_FLAGS, e.g. '--set vae_steps=4000')
 set -u
 begin=$(date +%s)
 OUT=${OUT:-runs/gpu_check}
@@ -36,12 +36,13 @@ card="$OUT/card.txt"
 # left LIMIT: the seconds step may take, at most LIMIT and what is left of BUDGET
 left() { rest=$((BUDGET - ($(date +%s) - begin))); [ "$rest" -lt "$1" ] && echo "$rest" || echo "$1"; }
 
-GPU_RUN="$RUN" timeout "$RECIPE_LIMIT" "$PYTHON" scripts/gpu_recipe.py >"$OUT/recipe.txt" 2>&1
+timeout "$RECIPE_LIMIT" "$PYTHON" -m camseg_core.cli.train recipe recipes/gpu.yaml --out "$RUN" \
+    ${TOY:+--toy} ${RECIPE_FLAGS:-} >"$OUT/recipe.txt" 2>&1
 echo "recipe: exit status $? after $(($(date +%s) - begin)) s (limit $RECIPE_LIMIT s)" | tee -a "$card"
 if [ -f "$RUN/export/model.safetensors" ]; then
     split -b 15000000 "$RUN/export/model.safetensors" "$OUT/model.part."
 fi
-(cd "$RUN" 2>/dev/null && tar czf - --ignore-failed-read summary.md comparison logs */config.json \
+(cd "$RUN" 2>/dev/null && tar czf - --ignore-failed-read summary.md summary.json stages comparison logs */config.json \
     */train_state.json eval_*/*.json eval_*/*.md eval_*/*.png 2>/dev/null) >"$OUT/results.tgz"
 
 limit=$(left "$TESTS_LIMIT")

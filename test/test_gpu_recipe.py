@@ -1,9 +1,5 @@
-"""`make gpu-recipe`: the whole one-GPU recipe at toy scale on the CPU, and its settings and commands."""
-import importlib
-import importlib.util
+"""`make gpu-recipe` (recipes/gpu.yaml): its settings and stages, the carried wheels, a toy run on the CPU."""
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
@@ -12,49 +8,47 @@ from pathlib import Path
 
 import pytest
 
+from camseg_core.training.job import TrainJob
+from camseg_core.training.recipe import TRAIN_KINDS, load_recipe
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location('gpu_recipe', ROOT / 'scripts' / 'gpu_recipe.py')
-recipe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(recipe)
-PARSERS = {'camseg-synth': 'camseg_core.cli.synth', 'camseg-train': 'camseg_core.cli.train',
-           'camseg-eval': 'camseg_core.cli.eval', 'camseg-compare': 'camseg_core.cli.compare'}
+GPU = ROOT / 'recipes' / 'gpu.yaml'
+NAMES = ['synth-train', 'synth-val', 'vae', 'segmenter', 'segmenter-ft', 'decoder', 'baseline', 'export',
+         'eval-camseg', 'eval-baseline', 'compare', 'ceiling-vae']
 
 
-def test_settings_come_from_the_environment_or_the_gpu_or_toy_values():
-    gpu = recipe.settings({})
-    assert gpu['TRAIN_SCENES'] == '2000' and gpu['IMAGE_SIZE'] == '128x256'
-    assert gpu['RECIPE_PRECISION'] == 'bf16' and gpu['CONDITIONS'] == 'clear,fog,snow,rain,night'
-    toy = recipe.settings({'TOY': '1', 'VAE_STEPS': '7'})
-    assert toy['TRAIN_SCENES'] == '8' and toy['RECIPE_DEVICE'] == 'cpu' and toy['VAE_STEPS'] == '7'
+def test_settings_are_the_gpu_values_or_the_toy_ones_or_overrides():
+    gpu = load_recipe(GPU, out='runs/g')
+    s = {st.name: st.settings for st in gpu.stages}
+    assert s['synth-train']['num'] == 2000 and s['vae']['image_size'] == '128x256'
+    assert s['vae']['precision'] == 'bf16' and s['synth-val']['conditions'] == 'clear,fog,snow,rain,night'
+    assert s['export'] == {'source': 'runs/g/camseg_dec', 'ensemble': 8, 'out': 'runs/g/export'}
+    toy = {st.name: st.settings for st in load_recipe(GPU, ['vae_steps=7'], toy=True).stages}
+    assert toy['synth-train']['num'] == 8 and toy['vae']['device'] == 'cpu' and toy['vae']['steps'] == 7
+    assert toy['vae']['save_every'] == 7 and toy['segmenter']['steps'] == 2
 
 
-def test_every_stage_command_parses():
-    stages = recipe.stages(recipe.settings({}))
-    names = ['synth-train', 'synth-val', 'vae', 'segmenter', 'segmenter-ft', 'decoder', 'baseline', 'export',
-             'eval-camseg', 'eval-baseline', 'compare', 'ceiling-vae']
-    assert [name for name, _, _ in stages] == names
-    for name, program, argv in stages:
-        if program in PARSERS:
-            importlib.import_module(PARSERS[program]).build_parser().parse_args(argv)
-    argv = stages[3][2]
-    seg = dict(zip(argv, argv[1:]))
-    assert seg['--init'].endswith('vae') and seg['--precision'] == 'bf16' and '--cache-latents' in argv
-    argv = stages[4][2]
-    ft = dict(zip(argv, argv[1:]))
-    assert ft['--init'] == seg['--out'] and '--cache-latents' not in argv  # fresh augmentation every step
-    assert dict(zip(stages[5][2], stages[5][2][1:]))['--init'] == ft['--out']  # the decoder reads its tokens
-    without = recipe.stages(recipe.settings({'SEG_FT_STEPS': '0'}))
-    assert 'segmenter-ft' not in [name for name, _, _ in without]
-    assert dict(zip(without[4][2], without[4][2][1:]))['--init'] == seg['--out']
+def test_every_stage_and_the_chain_of_checkpoints():
+    recipe = load_recipe(GPU, out='runs/g')
+    assert [st.name for st in recipe.stages] == NAMES
+    jobs = {st.name: TrainJob.from_settings(st.kind, st.settings) for st in recipe.stages
+            if st.kind in TRAIN_KINDS}
+    seg, ft, dec = jobs['segmenter'], jobs['segmenter-ft'], jobs['decoder']
+    assert seg.init == jobs['vae'].out and seg.precision == 'bf16' and seg.cache_latents
+    assert ft.init == seg.out and not ft.cache_latents  # fresh augmentation every step
+    assert dec.init == ft.out and dec.decoder_only and dec.generated == 0.5  # the decoder reads its tokens
+    assert (seg.image_stem, seg.pixel_stem, seg.weather, seg.jitter) == (2, 128, 0.6, 0.5)
+    assert jobs['vae'].class_weight == 2.0 and jobs['vae'].mask_weight == 4 and jobs['vae'].warmup == 100
 
 
-def test_missing_packages_come_from_the_carried_wheels(tmp_path, monkeypatch):
-    monkeypatch.setattr(recipe, 'NEEDED', ('camseg_carried_probe',))
-    monkeypatch.setattr(sys, 'path', list(sys.path))
-    monkeypatch.setenv('PYTHONPATH', 'elsewhere')
+def test_missing_packages_come_from_the_carried_wheels(tmp_path):
+    if shutil.which('make') is None:
+        pytest.skip('needs make')
     wheels, site = tmp_path / 'whl', tmp_path / 'site'
-    with pytest.raises(SystemExit, match='holds no wheels'):
-        recipe.ensure_packages(wheels, site)
+    make = ['make', '-s', '-C', str(ROOT), 'gpu-wheels', f'RECIPE_PY={sys.executable}', f'WHEELS={wheels}',
+            f'WHEEL_SITE={site}', 'NEEDED=camseg_carried_probe']
+    proc = subprocess.run(make, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and 'holds no' in proc.stderr
     wheels.mkdir()
     info = 'camseg_carried_probe-1.0.dist-info'
     with zipfile.ZipFile(wheels / 'camseg_carried_probe-1.0-py3-none-any.whl', 'w') as whl:
@@ -64,20 +58,20 @@ def test_missing_packages_come_from_the_carried_wheels(tmp_path, monkeypatch):
                                       'Tag: py3-none-any\n')
         whl.writestr(f'{info}/RECORD', f'camseg_carried_probe/__init__.py,,\n{info}/METADATA,,\n'
                                        f'{info}/WHEEL,,\n{info}/RECORD,,\n')
-    try:
-        recipe.ensure_packages(wheels, site)
-        assert sys.modules['camseg_carried_probe'].ANSWER == 42 and sys.path[0] == str(site)
-        assert os.environ['PYTHONPATH'] == os.pathsep.join([str(site), 'elsewhere'])  # for spawned workers
-    finally:
-        sys.modules.pop('camseg_carried_probe', None)
+    proc = subprocess.run(make, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    probe = subprocess.run([sys.executable, '-c', 'import camseg_carried_probe as p; print(p.ANSWER)'],
+                           capture_output=True, text=True, env={'PYTHONPATH': str(site)})
+    assert probe.stdout.strip() == '42'
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which('make') is None, reason='needs make')
 def test_toy_recipe_runs_end_to_end(tmp_path):
     run = tmp_path / 'recipe'
-    proc = subprocess.run(['make', '-s', '-C', str(ROOT), 'gpu-recipe', 'TOY=1', f'GPU_RUN={run}',
-                           f'RECIPE_PY={sys.executable}'], capture_output=True, text=True, timeout=900)
+    make = ['make', '-s', '-C', str(ROOT), 'gpu-recipe', 'TOY=1', f'GPU_RUN={run}',
+            f'RECIPE_PY={sys.executable}']
+    proc = subprocess.run(make, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for path in ('comparison/comparison.md', 'comparison/comparison.json', 'eval_camseg/metrics.json',
                  'eval_baseline/metrics.json', 'export/model.safetensors', 'export/config.json'):
@@ -86,15 +80,12 @@ def test_toy_recipe_runs_end_to_end(tmp_path):
     subsets = set(json.loads((run / 'eval_camseg' / 'metrics.json').read_text())['datasets'])
     assert {'clear', 'fog', 'fog_beta0.005', 'fog_beta0.02', 'snow', 'rain', 'night'} <= subsets
     summary = (run / 'summary.md').read_text()
-    for stage in ('synth-train', 'synth-val', 'vae', 'segmenter', 'segmenter-ft', 'decoder', 'baseline',
-                  'export', 'eval-camseg', 'eval-baseline', 'compare', 'ceiling-vae', 'total'):
-        assert f'| {stage} | ' in summary, stage
-        assert (stage == 'total') or (run / 'logs' / f'{stage}.log').is_file(), stage
-    assert '## mIoU' in summary and 'camseg-train segmenter' in summary
-    assert re.search(r'Autoencoder ceiling .*: \d+\.\d after the vae stage, \d+\.\d in the export', summary)
-    # A second run replaces the first; a folder that holds something else is left alone.
-    other = tmp_path / 'other'
-    (other / 'keep').mkdir(parents=True)
-    proc = subprocess.run(['make', '-s', '-C', str(ROOT), 'gpu-recipe', 'TOY=1', f'GPU_RUN={other}',
-                           f'RECIPE_PY={sys.executable}'], capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and 'holds no recipe run' in proc.stderr and (other / 'keep').is_dir()
+    for stage in NAMES:
+        assert f'| {stage} | ' in summary and (run / 'logs' / f'{stage}.log').is_file(), stage
+    assert '# camseg comparison' in summary and '| total (this run) |' in summary
+    rows = {r['stage']: r for r in json.loads((run / 'summary.json').read_text())['stages']}
+    assert 'autoencoder ceiling cityscapes:val' in rows['ceiling-vae']['metrics']
+    assert 'autoencoder ceiling clear' in rows['eval-camseg']['metrics']
+    # a second run finds every stage done and skips it
+    proc = subprocess.run(make, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.count('done before, skipped') == len(NAMES)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..evaluation.corruptions import SEVERITIES, parse_corruptions
-from ..evaluation.report import evaluate, open_data_specs
-from .options import add_device_group, add_flags, add_model_group, add_sampler_group, load_model
+from ..evaluation.checkpoint_eval import evaluate_checkpoint
+from .options import add_device_group, add_flags, add_model_group, add_sampler_group, inference_options
 
 
 def _int_list(text: str) -> list[int]:
@@ -41,26 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Parse flags, load the model, evaluate, and print where the report is."""
+    """Parse flags, evaluate the checkpoint, and print where the report is."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        corruptions = parse_corruptions(args.corruptions)
-        if not args.severities or any(v not in SEVERITIES for v in args.severities):
-            raise ValueError(f'--severities must be drawn from {SEVERITIES}, got {args.severities}')
-        datasets = open_data_specs(args.data)
-        segmenter = load_model(args)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
     save = args.save_predictions
     if save == '':
         save = Path(args.out) / 'predictions'
     try:
-        evaluate(segmenter, datasets, args.out, batch_size=args.batch_size, max_images=args.max_images,
-                 corruptions=corruptions, severities=args.severities, save_predictions=save, seed=args.seed,
-                 ceilings=args.ceilings)
-    finally:
-        segmenter.close()
+        evaluate_checkpoint(args.checkpoint, args.data, args.out, device=args.device,
+                            precision=args.precision, batch_size=args.batch_size, max_images=args.max_images,
+                            corruptions=args.corruptions, severities=args.severities, save_predictions=save,
+                            ceilings=args.ceilings, seed=args.seed, **inference_options(args))
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
     print(f'camseg-eval: wrote {Path(args.out) / "report.md"} and metrics.json')
     return 0
 

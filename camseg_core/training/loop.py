@@ -160,13 +160,14 @@ class Trainer:
         self.writer = None
 
     # ---- state ----
-    def resume(self, fresh_scaler: bool = False) -> int:
+    def resume(self, fresh_scaler: bool = False, state: tuple[dict, dict] | None = None) -> int:
         """Load OUT's training state (model, EMA, optimizer, scaler, step, RNG); returns the step.
 
-        A state without a gradient scaler (saved without fp16) resumed into fp16 is a ValueError, unless
-        `fresh_scaler` allows starting a new scaler.
+        `state`: the (header, tensors) of `st.load_state(OUT)` when already read. A state without a gradient
+        scaler (saved without fp16) resumed into fp16 is a ValueError, unless `fresh_scaler` allows starting a
+        new scaler.
         """
-        header, tensors = st.load_state(self.out)
+        header, tensors = state if state is not None else st.load_state(self.out)
         if header.get('stage') != self.meta.get('stage'):
             raise ValueError(f'{self.out / st.STATE_JSON}: a {header.get("stage")!r} run; cannot resume it '
                              f'as {self.meta.get("stage")!r}')
@@ -176,7 +177,7 @@ class Trainer:
             raise ValueError(f'{self.out / st.STATE_JSON}: saved with precision {saved} and no gradient '
                              f'scaler state; resuming into fp16 needs one (allow a fresh scaler, or resume '
                              f'with --precision {saved})')
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+        st.restore_weights(self.model, tensors)
         self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith('ema.')})
         self.optimizer.load_state_dict(st.unflatten_optimizer(tensors, header['optimizer']))
         if scaler:

@@ -81,6 +81,11 @@ def save_state(out: Path, step: int, tensors: dict[str, torch.Tensor], meta: dic
     return out / STATE_JSON
 
 
+def restore_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Load the trained model's weights (the 'model.*' tensors) of a training state into `model`."""
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+
+
 def has_state(out: Path) -> bool:
     """Whether `out` holds a training state."""
     return (out / STATE_JSON).is_file()
