@@ -17,6 +17,20 @@ RUNTIMES = ('torch', 'onnxruntime')  # what runs the four network calls; everyth
 DEFAULT_EXPOSURE_FLOOR = 0.3
 
 
+def parse_size(value, minimum: int = 1) -> tuple[int, int]:
+    """Parse '128x256', [128, 256] or (128, 256) into (128, 256): height x width, each >= `minimum`.
+
+    Raises ValueError otherwise. The one size parser: every command's size flags and the recipes' size settings go through it.
+    """
+    try:
+        h, w = (int(v) for v in (value.lower().split('x') if isinstance(value, str) else value))
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f'size must look like 256x512 (HxW), got {value!r}') from None
+    if h < minimum or w < minimum:
+        raise ValueError(f'size must be at least {minimum}x{minimum} (HxW), got {value!r}')
+    return h, w
+
+
 def check_exposure_floor(value) -> float:
     """Return `value` as an exposure floor (a mean brightness in [0, 1), 0: off); ValueError otherwise."""
     if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):

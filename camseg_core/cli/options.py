@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import DEFAULT_EXPOSURE_FLOOR, PRESETS, SCHEDULERS
+from ..config import DEFAULT_EXPOSURE_FLOOR, PRESETS, SCHEDULERS, parse_size as config_parse_size
 from ..device import PRECISIONS
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x512' -> (256, 512): height x width, both positive (the one size parser of every command)."""
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 256x512 (HxW), got {text!r}') from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f'size must be positive (HxW), got {text!r}')
-    return h, w
+def size_at_least(minimum: int):
+    """Return an argparse type that parses HxW with both sides >= `minimum` (`config.parse_size`)."""
+    def parse(text: str) -> tuple[int, int]:
+        try:
+            return config_parse_size(text, minimum)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+parse_size = size_at_least(1)  # HxW, both positive
 
 
 def int_at_least(minimum: int):

@@ -17,18 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..training.job import TrainJob, job_defaults, parse_size, train
+from ..training.job import TrainJob, job_defaults, train
 from ..training.loop import SCHEDULES, NonFiniteLoss, teardown_distributed
 from ..training.stages import DEFAULT_LR, STAGES
+from .options import add_device_group, add_flags, int_at_least, size_at_least
 
 D = job_defaults()
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,32 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
     """Add the flags of one training run (their names are `TrainJob`'s settings)."""
-    p.add_argument('--data', action='append', required=True,
-                   help='dataset spec, repeatable: cityscapes:ROOT:SPLIT, acdc:ROOT:CONDITION:SPLIT, or '
-                        'generated:ROOT (the Cityscapes and every ACDC condition train split in ROOT)')
-    p.add_argument('--out', type=Path, required=True, help='run directory')
+    add_flags(p, 'data', 'out', 'batch_size', 'workers', 'seed',
+              data={'help': 'dataset spec, repeatable: cityscapes:ROOT:SPLIT, acdc:ROOT:CONDITION:SPLIT, '
+                            'or generated:ROOT (the Cityscapes and every ACDC condition train split in '
+                            'ROOT)'},
+              out={'type': Path, 'help': 'run directory'},
+              batch_size={'default': D['batch_size'], 'help': 'images per step and process'},
+              workers={'type': int_at_least(0), 'default': None,
+                       'help': 'data loader worker processes (default: the cores per process less one, '
+                               '2 to 16)'},
+              seed={'default': D['seed']})
+    add_device_group(p, device={'default': D['device'],
+                                'help': 'auto, cpu, cuda (torchrun: each process its LOCAL_RANK)'},
+                     precision={'default': D['precision'], 'help': 'autocast dtype'})
     p.add_argument('--preset', default=D['preset'],
                    help='model preset (vae: tiny/base/large, baseline: tiny)')
-    p.add_argument('--image-size', type=_size, help='processing size HxW, overriding the preset / --init')
+    p.add_argument('--image-size', type=size_at_least(16),
+                   help='processing size HxW, overriding the preset / --init')
     p.add_argument('--init', type=Path, help='start from this checkpoint (segmenter: the vae run)')
     p.add_argument('--resume', action='store_true', help='continue the run saved in --out')
     p.add_argument('--allow-change', default=D['allow_change'], metavar='NAMES',
                    help='with --resume: comma-separated settings that may differ from the saved run '
                         '(e.g. batch_size,steps); any other difference stops the resume')
     p.add_argument('--steps', type=int, default=D['steps'], help='total optimisation steps')
-    p.add_argument('--batch-size', type=int, default=D['batch_size'], help='images per step and process')
     p.add_argument('--lr', type=float, help=f'peak learning rate (default {DEFAULT_LR})')
     p.add_argument('--weight-decay', type=float, default=D['weight_decay'])
     p.add_argument('--warmup', type=int, default=D['warmup'], help='linear warm-up steps')
     p.add_argument('--schedule', default=D['schedule'], choices=SCHEDULES)
     p.add_argument('--ema', type=float, default=D['ema'], help='EMA decay of the saved weights')
     p.add_argument('--clip', type=float, default=D['clip'], help='gradient norm clipping (0: off)')
-    p.add_argument('--precision', default=D['precision'], choices=['fp32', 'bf16', 'fp16'],
-                   help='autocast dtype')
-    p.add_argument('--device', default=D['device'],
-                   help='auto, cpu, cuda (torchrun: each process its LOCAL_RANK)')
-    p.add_argument('--workers', type=int,
-                   help='data loader worker processes (default: the cores per process less one, 2 to 16)')
     p.add_argument('--no-augment', action='store_true', help='letterbox samples instead of random scale/crop')
     p.add_argument('--low-light', type=float, default=D['low_light'], metavar='P',
                    help='probability of the low-light augmentation (darker mid-tones, 20-60 %% exposure, '
@@ -115,7 +112,6 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument('--log-every', type=int, default=D['log_every'], help='TensorBoard scalar interval')
     p.add_argument('--sample-every', type=int, default=D['sample_every'],
                    help='sample overlay interval (0: off)')
-    p.add_argument('--seed', type=int, default=D['seed'])
     p.add_argument('--stop-after', type=int, help='stop after this step without a final save, as if killed')
 
 

@@ -16,6 +16,7 @@ from typing import Mapping
 
 import torch
 
+from ..config import parse_size as config_parse_size
 from ..data.augment import AugmentConfig
 from . import state as st
 from .build import build_stage_model, calibrate_latent_scale, check_preset, encoder_trained, init_stage
@@ -27,15 +28,9 @@ from .stages import DEFAULT_LR, STAGES, StageOptions, stage_data, step_module
 _CONFIG, _OPTIONS, _AUGMENT = TrainConfig(out=Path('.')), StageOptions(stage='vae'), AugmentConfig()
 
 
-def parse_size(text) -> tuple[int, int]:
-    """'128x256', [128, 256] or (128, 256) -> (128, 256) (HxW, each at least 16); ValueError otherwise."""
-    try:
-        h, w = (int(v) for v in (text.lower().split('x') if isinstance(text, str) else text))
-    except (ValueError, TypeError, AttributeError):
-        raise ValueError(f'size must look like 128x256 (HxW), got {text!r}') from None
-    if h < 16 or w < 16:
-        raise ValueError(f'size must be at least 16x16, got {text!r}')
-    return h, w
+def parse_size(value) -> tuple[int, int]:
+    """Parse a training size: `config.parse_size` with each side at least 16."""
+    return config_parse_size(value, minimum=16)
 
 
 @dataclass
