@@ -20,7 +20,8 @@ DEFAULT_EXPOSURE_FLOOR = 0.3
 def parse_size(value, minimum: int = 1) -> tuple[int, int]:
     """Parse '128x256', [128, 256] or (128, 256) into (128, 256): height x width, each >= `minimum`.
 
-    Raises ValueError otherwise. The one size parser: every command's size flags and the recipes' size settings go through it.
+    Raises ValueError otherwise. The one size parser: every command's size flags and the recipes' size
+    settings go through it.
     """
     try:
         h, w = (int(v) for v in (value.lower().split('x') if isinstance(value, str) else value))
