@@ -20,6 +20,8 @@ PARSERS = {
     'camseg-train': 'camseg_core.cli.train',
     'camseg-eval': 'camseg_core.cli.eval',
     'camseg-bench': 'camseg_core.cli.bench',
+    'camseg-export': 'camseg_core.cli.export',
+    'camseg-calibrate': 'camseg_core.cli.calibrate',
     'camseg-bag-eval': 'camseg_ros.tools.bag_eval',
     'camseg-bag-replay': 'camseg_ros.tools.bag_replay',
     'camseg-latency-probe': 'camseg_ros.tools.latency_probe',
