@@ -10,6 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .documents import read_document
 from .models import build_model
 from .models.weights import state_dict_mismatch
 
@@ -85,13 +86,8 @@ def read_config(path: str | Path) -> tuple[Path, dict]:
                                   f'{WEIGHTS_NAME}')
         path = path.parent
     config_file = path / CONFIG_NAME
-    if not config_file.is_file():
-        raise CheckpointError(f'{config_file}: missing (a checkpoint directory needs {CONFIG_NAME} and '
-                              f'{WEIGHTS_NAME})')
-    try:
-        header = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f'{config_file}: not valid JSON ({e})') from None
+    header = read_document(config_file, f'missing (a checkpoint directory needs {CONFIG_NAME} and '
+                                        f'{WEIGHTS_NAME})', CheckpointError)
     if not isinstance(header, dict) or header.get('format') != FORMAT or 'config' not in header:
         raise CheckpointError(f'{config_file}: not a camseg checkpoint config '
                               f'(expected "format": "{FORMAT}")')

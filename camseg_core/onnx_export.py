@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .documents import read_document
 from .models.diffusion_head import timestep_embedding
 
 MANIFEST = 'camseg_onnx.json'
@@ -137,13 +138,8 @@ def export_onnx(model: nn.Module, directory: str | Path) -> Path:
 def read_manifest(directory: str | Path) -> dict:
     """Read and check camseg_onnx.json of a graph directory; OnnxGraphError names what is wrong."""
     path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise OnnxGraphError(f'{path}: missing (not a directory of camseg ONNX graphs; write one with '
-                             f'camseg-export CHECKPOINT OUT --onnx)')
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise OnnxGraphError(f'{path}: not valid JSON ({e})') from None
+    manifest = read_document(path, 'missing (not a directory of camseg ONNX graphs; write one with '
+                                   'camseg-export CHECKPOINT OUT --onnx)', OnnxGraphError)
     if not isinstance(manifest, dict) or manifest.get('format') != FORMAT or \
             set(manifest.get('graphs', {})) != {'encoder', 'transformer', 'head_step', 'decoder'}:
         raise OnnxGraphError(f'{path}: not a camseg ONNX manifest (expected "format": "{FORMAT}" and four '

@@ -17,9 +17,9 @@ import pytest
 rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
 
 from camseg_ros.image_codec import compressed_to_rgb, image_to_rgb  # noqa: E402
-from camseg_ros.tools.process import NODE_ENV, start_node, stop_node  # noqa: E402
+from camseg_ros.tools.process import NODE_ENV, start_node  # noqa: E402
 from hostile import fuzz_messages  # noqa: E402
-from test_node import Harness, peak_rss_mb  # noqa: E402
+from test_node import Harness, peak_rss_mb, stop_nodes  # noqa: E402
 
 pytestmark = pytest.mark.ros
 MESSAGES = int(os.environ.get('CAMSEG_FUZZ_MESSAGES', '150'))
@@ -54,11 +54,7 @@ def fuzz(tmp_path_factory, tiny_checkpoint):
         yield harness
     finally:
         harness.close()
-        for name, proc in procs.items():
-            stop_node(proc)
-            print(f'--- {name} log ---\n{logs[name].read_text()[-2000:]}')
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        stop_nodes(procs, logs, saved, tail=2000)
 
 
 def counters(fuzz, node: str, reports: int = 0) -> dict[str, int]:

@@ -156,11 +156,16 @@ def ros(tmp_path_factory, tiny_checkpoint):
         yield harness
     finally:
         harness.close()
-        for name, proc in procs.items():
-            stop_node(proc)
-            print(f'--- {name} log ---\n{logs[name].read_text()[-3000:]}')
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        stop_nodes(procs, logs, saved, tail=3000)
+
+
+def stop_nodes(procs: dict, logs: dict, saved_env: dict, tail: int) -> None:
+    """Stop the node processes, print the end of each log, and restore the environment saved before."""
+    for name, proc in procs.items():
+        stop_node(proc)
+        print(f'--- {name} log ---\n{logs[name].read_text()[-tail:]}')
+    for k, v in saved_env.items():
+        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def check_outputs(outs: dict, stamp_source: Image, height: int, width: int) -> None:

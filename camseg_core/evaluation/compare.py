@@ -15,6 +15,8 @@ import datetime
 import json
 from pathlib import Path
 
+from ..documents import read_document
+
 REFERENCE_SUBSET = 'clear'
 
 
@@ -37,12 +39,7 @@ def load_run(spec: str) -> tuple[str, dict]:
     path = Path(path)
     if path.is_dir():
         path = path / 'metrics.json'
-    if not path.is_file():
-        raise FileNotFoundError(f'{spec}: no metrics.json at {path}')
-    try:
-        summary = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f'{path}: not JSON ({err})') from None
+    summary = read_document(path, f'no metrics.json here ({spec})', missing_error=FileNotFoundError)
     datasets = summary.get('datasets') if isinstance(summary, dict) else None
     if not datasets or not isinstance(datasets, dict):
         raise ValueError(f'{path}: not a camseg-eval metrics.json (no datasets)')

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from ..documents import read_document
+
 KINDS = ('synth', 'vae', 'segmenter', 'baseline', 'export', 'eval', 'compare')
 TRAIN_KINDS = ('vae', 'segmenter', 'baseline')
 OUT_KINDS = ('vae', 'segmenter', 'baseline', 'export', 'eval', 'compare')  # out defaults to ${run}/<name>
@@ -134,12 +136,8 @@ def load_recipe(path: str | Path, overrides: list[str] = (), toy: bool = False,
     `out`: the run directory (default runs/<name>). ValueError naming the problem on a bad recipe.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'recipe file not found: {path}')
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f'{path}: not valid YAML ({e})') from None
+    doc = read_document(path, 'recipe file not found', missing_error=FileNotFoundError, parse=yaml.safe_load,
+                        kind='YAML', parse_errors=(yaml.YAMLError,))
     doc = _mapping(doc, f'{path}')
     unknown = set(doc) - {'name', 'description', 'vars', 'toy', 'stages'}
     if unknown:
