@@ -1,4 +1,4 @@
-"""Reading the project's small JSON and YAML files (configs, manifests, reports, recipes) with one message style."""
+"""Reading the small JSON and YAML files (configs, manifests, reports, recipes) with one message style."""
 from __future__ import annotations
 
 import json
