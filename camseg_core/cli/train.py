@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import QUANTIZERS
 from ..data.augment import AugmentConfig
 from ..training import state as st
 from ..training.build import (build_stage_model, calibrate_latent_scale, check_preset, encoder_trained,
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='with --cache-latents: also cache this many augmented copies of every item '
                         '(random scale/crop/flip, photometric and weather augmentation)')
     p.add_argument('--kl-weight', type=float, default=1e-6, help='vae: weight of the KL term')
+    p.add_argument('--quantizer', choices=QUANTIZERS,
+                   help="vae from a preset: 'kl' continuous mask and image tokens (the preset's) or 'vq' tokens "
+                        'snapped to a learned codebook (diffusers VQModel; the same widths and token grid)')
+    p.add_argument('--codebook-size', type=int, help='vae with --quantizer vq: codebook entries (default 1024)')
     p.add_argument('--class-weight', type=float, default=0.0,
                    help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only); '
                         'segmenter: weight of the cross-entropy teaching the transformer output each '
@@ -123,7 +128,7 @@ def run(args) -> int:
                         augment=not args.no_augment, low_light=args.low_light, weather=args.weather,
                         jitter=args.jitter,
                         cache_latents=args.cache_latents, cache_copies=args.cache_copies,
-                        kl_weight=args.kl_weight,
+                        kl_weight=args.kl_weight, quantizer=args.quantizer, codebook_size=args.codebook_size,
                         class_weight=args.class_weight, mask_weight=args.mask_weight,
                         image_stem=args.image_stem, pixel_stem=args.pixel_stem, rare_weight=args.rare_weight,
                         decoder_only=args.decoder_only, generated=args.generated,
