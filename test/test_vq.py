@@ -1,4 +1,4 @@
-"""The VQ autoencoder (quantizer 'vq'): codebook tokens, the codebook loss, checkpoints, ceilings, the CLI flags."""
+"""The VQ autoencoder (quantizer 'vq'): codebook tokens, codebook loss, checkpoints, ceilings, CLI flags."""
 import json
 
 import numpy as np
@@ -17,8 +17,8 @@ from camseg_core.models.autoencoder import Autoencoder
 
 
 def small_config(**kw):
-    return AutoencoderConfig(base_channels=8, channel_mult=(1, 2, 2, 2), layers_per_block=1, norm_num_groups=4,
-                             class_head=True, **kw)
+    return AutoencoderConfig(base_channels=8, channel_mult=(1, 2, 2, 2), layers_per_block=1,
+                             norm_num_groups=4, class_head=True, **kw)
 
 
 def vq_segmenter(codebook_size: int = 64) -> Segmenter:
@@ -40,7 +40,8 @@ def test_vq_has_the_kl_grid_and_tokens_from_its_codebook():
         assert z.shape == kl.encode(images).shape == (3, 16, 4, 8)
     tokens = (z / vq.scaling_factor).permute(0, 2, 3, 1).reshape(-1, 16)
     book = vq.vae.quantize.embedding.weight
-    torch.testing.assert_close(tokens, book[torch.cdist(tokens, book).argmin(1)], rtol=0, atol=1e-6)  # entries
+    nearest = book[torch.cdist(tokens, book).argmin(1)]
+    torch.testing.assert_close(tokens, nearest, rtol=0, atol=1e-6)  # every token is a codebook entry
     assert vq.decode(z).shape == (3, 3, 32, 64) and vq.decode_classes(z).shape == (3, 20, 32, 64)
     with pytest.raises(ValueError, match='no Gaussian posterior'):
         vq.posterior(images)
@@ -117,16 +118,15 @@ def test_train_vae_with_a_vq_codebook(tmp_path):
     root = tmp_path / 'synth'
     assert synth(['--out', str(root), '--num', '2', '--size', '48x96', '--conditions', 'clear']) == 0
     out = tmp_path / 'vq'
-    fast = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1', '--sample-every', '0']
-    assert train(['vae', '--data', f'generated:{root}', '--out', str(out), '--steps', '2', '--save-every', '2',
-                  '--quantizer', 'vq', '--codebook-size', '40', '--class-weight', '1', *fast]) == 0
+    fast = ['--image-size', '32x64', '--batch-size', '2', '--workers', '0', '--warmup', '1', '--sample-every',
+            '0', '--data', f'generated:{root}', '--class-weight', '1']
+    vq = ['--quantizer', 'vq', '--codebook-size', '40']
+    assert train(['vae', '--out', str(out), '--steps', '2', '--save-every', '2', *vq, *fast]) == 0
     model, header = load_pretrained(out)
     assert isinstance(model.autoencoder.vae, VQModel) and model.autoencoder.vae.quantize.n_e == 40
     assert header['meta']['settings']['quantizer'] == 'vq'
-    assert train(['vae', '--data', f'generated:{root}', '--out', str(out), '--steps', '3', '--resume',
-                  '--allow-change', 'steps', '--quantizer', 'vq', '--codebook-size', '40', '--class-weight', '1',
+    assert train(['vae', '--out', str(out), '--steps', '3', '--resume', '--allow-change', 'steps', *vq,
                   *fast]) == 0
     assert load_pretrained(out)[1]['meta']['step'] == 3
     with pytest.raises(SystemExit):
-        train(['segmenter', '--init', str(out), '--data', f'generated:{root}', '--out', str(tmp_path / 's'),
-               '--quantizer', 'vq', *fast])
+        train(['segmenter', '--init', str(out), '--out', str(tmp_path / 's'), '--quantizer', 'vq', *fast])

@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         '(random scale/crop/flip, photometric and weather augmentation)')
     p.add_argument('--kl-weight', type=float, default=1e-6, help='vae: weight of the KL term')
     p.add_argument('--quantizer', choices=QUANTIZERS,
-                   help="vae from a preset: 'kl' continuous mask and image tokens (the preset's) or 'vq' tokens "
-                        'snapped to a learned codebook (diffusers VQModel; the same widths and token grid)')
-    p.add_argument('--codebook-size', type=int, help='vae with --quantizer vq: codebook entries (default 1024)')
+                   help="vae from a preset: 'kl' continuous mask and image tokens (the preset's) or 'vq' "
+                        'tokens snapped to a learned codebook (diffusers VQModel; the same widths and grid)')
+    p.add_argument('--codebook-size', type=int,
+                   help='vae with --quantizer vq: codebook entries (default 1024)')
     p.add_argument('--class-weight', type=float, default=0.0,
                    help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only); '
                         'segmenter: weight of the cross-entropy teaching the transformer output each '

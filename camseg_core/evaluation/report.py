@@ -297,8 +297,9 @@ def _ceiling_markdown(results: dict) -> list[str]:
         lines.append(f'| {n} | {_pct(v["resolution"])} | {_pct(ae)} | {_pct(v["model"])} | '
                      f'{_loss(1.0, v["resolution"])} | {_loss(v["resolution"], ae)} | '
                      f'{_loss(gen_from, v["model"])} |')
-    lines += ['', 'Mean precision per class (TP / (TP + FP), averaged over the classes predicted: the CAM-Seg',
-              "paper's \"AP\"), in %.", '', '| subset | resolution ceiling | autoencoder ceiling | model |',
+    lines += ['', 'Mean precision per class (TP / (TP + FP), averaged over the classes predicted: the',
+              "CAM-Seg paper's \"AP\"), in %.", '',
+              '| subset | resolution ceiling | autoencoder ceiling | model |',
               '|---|---|---|---|']
     for n in rows:
         c = results[n]['ceilings']

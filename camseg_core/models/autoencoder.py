@@ -1,7 +1,7 @@
 """The autoencoder that turns images and maskiges into tokens.
 
-Continuous tokens from a KL autoencoder (diffusers `AutoencoderKL`, the paper's choice), or, for comparison, tokens
-snapped to a learned codebook (diffusers `VQModel`): `AutoencoderConfig.quantizer` chooses.
+Continuous tokens from a KL autoencoder (diffusers `AutoencoderKL`, the paper's choice), or, for comparison,
+tokens snapped to a learned codebook (diffusers `VQModel`): `AutoencoderConfig.quantizer` chooses.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def recon_error(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def build_vae(config: AutoencoderConfig) -> AutoencoderKL | VQModel:
-    """The diffusers autoencoder of a config: the same levels, widths and latent grid for both quantizers.
+    """Build the diffusers autoencoder of a config: the same levels, widths and token grid for both kinds.
 
     The VQ codebook has `codebook_size` entries as wide as a latent token (`latent_channels`).
     """
@@ -64,8 +64,8 @@ def build_vae(config: AutoencoderConfig) -> AutoencoderKL | VQModel:
 class Autoencoder(nn.Module):
     """Encodes (N, 3, H, W) images in [-1, 1] into scaled latents (N, C, H/s, W/s) and back.
 
-    KL (continuous latents) or VQ (latents snapped to codebook entries), as `config.quantizer` says; both decode
-    masks through the same class head.
+    KL (continuous latents) or VQ (latents snapped to codebook entries), as `config.quantizer` says; both
+    decode masks through the same class head.
     """
 
     def __init__(self, config: AutoencoderConfig):
@@ -108,7 +108,7 @@ class Autoencoder(nn.Module):
         return self.vae.encode(images).latent_dist
 
     def quantize(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """VQ: unscaled latents (N, C, h, w) -> nearest codebook entries (N, C, h, w), codebook loss, codes (N*h*w,).
+        """VQ: unscaled latents (N, C, h, w) -> nearest entries (N, C, h, w), codebook loss, codes (N*h*w,).
 
         The entries pass the gradient straight through to the latents. The loss is diffusers' VectorQuantizer
         term: the encoder's commitment to its entries plus 0.25 times the entries' distance to the latents.
@@ -120,7 +120,8 @@ class Autoencoder(nn.Module):
              class_weight: float = 0.0, mask_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
         """Reconstruction (L1 + MSE) plus a regulariser for (N, 3, H, W) images in [-1, 1].
 
-        The regulariser: KL, the KL term weighted by `kl_weight`; VQ, the codebook loss (`quantize`), weight 1.
+        The regulariser: KL, the KL term weighted by `kl_weight`; VQ, the codebook loss (`quantize`), weight
+        1.
 
         With `labels` (M, H, W) trainIds, the last M images are their maskiges: their reconstruction error is
         weighted by `mask_weight`, and `class_weight` adds the class losses (`class_losses`) of the class
@@ -130,7 +131,7 @@ class Autoencoder(nn.Module):
         """
         if self.vq:
             latents, reg, codes = self.quantize(self.vae.encode(images).latents)
-            used = (torch.bincount(codes, minlength=self.config.codebook_size) > 0).sum()  # no wait for the device
+            used = (torch.bincount(codes, minlength=self.config.codebook_size) > 0).sum()  # no device wait
             reg_logs = {'vq': reg.detach(), 'codes_used': used}
         else:
             dist = self.posterior(images)
@@ -232,7 +233,8 @@ class Autoencoder(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(f'{path}: no such autoencoder weights file')
         state = load_file(str(path))
-        if not self.vq and any(k.removeprefix('first_stage_model.').startswith('encoder.down.') for k in state):
+        ldm = any(k.removeprefix('first_stage_model.').startswith('encoder.down.') for k in state)
+        if ldm and not self.vq:
             from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
             state = convert_ldm_vae_checkpoint(state, dict(self.vae.config))
         problem = state_dict_mismatch(self.vae.state_dict(), state)
