@@ -140,13 +140,15 @@ def _ceiling_summary(suite: MetricSuite) -> dict:
             'per_class_precision': {n: v['precision'] for n, v in s['per_class'].items()}}
 
 
-def _ceilings(segmenter, dataset, limit: int, batch_size: int, desc: str) -> dict:
+def measure_ceilings(segmenter, dataset, limit: int, batch_size: int, desc: str = 'data') -> dict:
     """
     Score the ground-truth labels after what the model does to every mask, without the generator.
 
     'resolution': labels letterboxed to the processing size (nearest) and restored like predictions.
     'autoencoder' (models with a mask autoencoder, else None): labels at the processing size drawn as a
-    maskige, encoded, decoded to classes and restored. Both are scored against the full-size labels.
+    maskige, encoded, decoded to classes and restored. Both are scored against the full-size labels of the
+    first `limit` items of `dataset` (mIoU, IoU per class, precision per class and its mean: see
+    `_ceiling_summary`); `desc` names the progress bar.
     """
     suites = {'resolution': (MetricSuite(), segmenter.resize_labels)}
     if getattr(segmenter, 'has_mask_autoencoder', False):
@@ -215,7 +217,8 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
         run = _run(segmenter, dataset, limits[name], batch_size, name, save_dir=save_dir,
                    num_samples=num_samples)
         samples[name] = run.pop('samples')
-        run['ceilings'] = _ceilings(segmenter, dataset, limits[name], batch_size, name) if ceilings else None
+        run['ceilings'] = (measure_ceilings(segmenter, dataset, limits[name], batch_size, name) if ceilings
+                           else None)
         results[name] = run
 
     sweep = {}
