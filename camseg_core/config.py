@@ -38,6 +38,8 @@ class AutoencoderConfig:
     quantizer: str = 'kl'  # 'kl': continuous tokens (diffusers AutoencoderKL, the paper's choice); 'vq': each
     # token snapped to the nearest entry of a learned codebook (diffusers VQModel), for comparison
     codebook_size: int = 1024  # vq only: entries in the codebook (each latent_channels wide)
+    code_restart: int = 0  # vq training: an entry no token used for this many steps is reset to a random
+    # encoder output of the batch, against codebook collapse (0: never; one training process only)
 
     @property
     def stride(self) -> int:
@@ -49,6 +51,8 @@ class AutoencoderConfig:
             raise ValueError(f'autoencoder quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}')
         if not isinstance(self.codebook_size, int) or self.codebook_size < 2:
             raise ValueError(f'autoencoder codebook_size must be an integer >= 2, got {self.codebook_size!r}')
+        if not isinstance(self.code_restart, int) or self.code_restart < 0:
+            raise ValueError(f'autoencoder code_restart must be an integer >= 0, got {self.code_restart!r}')
         if self.stride not in (8, 16):
             raise ValueError(f'autoencoder stride must be 8 or 16, got {self.stride} '
                              f'(channel_mult has {len(self.channel_mult)} levels)')

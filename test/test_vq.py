@@ -130,3 +130,28 @@ def test_train_vae_with_a_vq_codebook(tmp_path):
     assert load_pretrained(out)[1]['meta']['step'] == 3
     with pytest.raises(SystemExit):
         train(['segmenter', '--init', str(out), '--out', str(tmp_path / 's'), '--quantizer', 'vq', *fast])
+
+
+def test_code_restart_revives_unused_codebook_entries():
+    torch.manual_seed(0)
+    ae = Autoencoder(small_config(quantizer='vq', codebook_size=64, code_restart=2)).train()
+    labels = torch.randint(0, 19, (2, 32, 64))
+    images = torch.cat([torch.rand(2, 3, 32, 64) * 2 - 1, encode_maskige(labels)])
+    before = ae.vae.quantize.embedding.weight.detach().clone()
+    _, logs = ae.loss(images, labels=labels)
+    assert torch.equal(ae.vae.quantize.embedding.weight, before)  # one idle step: nothing reset yet
+    assert int((ae.code_idle == 1).sum()) == 64 - int(logs['codes_used'])
+    ae.loss(images, labels=labels)  # idle for two steps: reset to latents of the batch
+    after = ae.vae.quantize.embedding.weight.detach()
+    reset = (after != before).any(1)
+    assert int(reset.sum()) >= 64 - 2 * int(logs['codes_used']) and (ae.code_idle[reset] == 0).all()
+    with torch.no_grad():
+        latents = ae.vae.encode(images).latents.permute(0, 2, 3, 1).reshape(-1, 16)
+    nearest = latents[torch.cdist(after[reset], latents).argmin(1)]
+    torch.testing.assert_close(after[reset], nearest, rtol=0, atol=1e-6)  # each one an encoder output
+    _, logs = ae.loss(images, labels=labels)
+    assert int(logs['codes_used']) > 2  # the batch now spreads over more entries
+    assert 'code_idle' not in ae.state_dict()  # checkpoints keep their keys
+    ae.eval()
+    ae.loss(images, labels=labels)  # evaluation never resets
+    assert torch.equal(ae.vae.quantize.embedding.weight, after)

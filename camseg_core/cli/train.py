@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'tokens snapped to a learned codebook (diffusers VQModel; the same widths and grid)')
     p.add_argument('--codebook-size', type=int,
                    help='vae with --quantizer vq: codebook entries (default 1024)')
+    p.add_argument('--code-restart', type=int, metavar='N',
+                   help='vae with --quantizer vq: reset a codebook entry unused for N steps to a random '
+                        'encoder output of the batch (default 0: never; one process only)')
     p.add_argument('--class-weight', type=float, default=0.0,
                    help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only); '
                         'segmenter: weight of the cross-entropy teaching the transformer output each '
@@ -130,6 +133,7 @@ def run(args) -> int:
                         jitter=args.jitter,
                         cache_latents=args.cache_latents, cache_copies=args.cache_copies,
                         kl_weight=args.kl_weight, quantizer=args.quantizer, codebook_size=args.codebook_size,
+                        code_restart=args.code_restart,
                         class_weight=args.class_weight, mask_weight=args.mask_weight,
                         image_stem=args.image_stem, pixel_stem=args.pixel_stem, rare_weight=args.rare_weight,
                         decoder_only=args.decoder_only, generated=args.generated,

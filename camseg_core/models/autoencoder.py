@@ -74,6 +74,9 @@ class Autoencoder(nn.Module):
         self.config = config
         self.vq = config.quantizer == 'vq'
         self.vae = build_vae(config)
+        if self.vq:  # training steps since each codebook entry was last used (not saved: see code_restart)
+            idle = torch.zeros(config.codebook_size, dtype=torch.long)
+            self.register_buffer('code_idle', idle, persistent=False)
         # class scores (NUM_CLASSES + void) from the features the decoder's conv_out turns into colours
         self.class_head = (nn.Conv2d(config.base_channels * config.channel_mult[0], NUM_CLASSES + 1, 3,
                                      padding=1) if config.class_head else None)
@@ -130,9 +133,12 @@ class Autoencoder(nn.Module):
         colours.
         """
         if self.vq:
-            latents, reg, codes = self.quantize(self.vae.encode(images).latents)
+            encoded = self.vae.encode(images).latents  # (N, C, h, w) before the codebook
+            latents, reg, codes = self.quantize(encoded)
             used = (torch.bincount(codes, minlength=self.config.codebook_size) > 0).sum()  # no device wait
             reg_logs = {'vq': reg.detach(), 'codes_used': used}
+            if self.training and self.config.code_restart:
+                self._restart_codes(encoded, codes)
         else:
             dist = self.posterior(images)
             latents = dist.sample()
@@ -156,6 +162,17 @@ class Autoencoder(nn.Module):
             loss = loss + class_weight * (ce + dice)
             logs['class_ce'], logs['class_dice'] = ce.detach(), dice.detach()
         return loss + reg, {'recon': rec.detach(), **reg_logs, **logs}
+
+    @torch.no_grad()
+    def _restart_codes(self, latents: torch.Tensor, codes: torch.Tensor) -> None:
+        """Reset the codebook entries unused for `code_restart` steps to random batch latents (N, C, h, w)."""
+        book = self.vae.quantize.embedding.weight  # (K, C)
+        used = torch.bincount(codes, minlength=book.shape[0]) > 0
+        dead = (self.code_idle + 1 >= self.config.code_restart) & ~used  # (K,)
+        self.code_idle = torch.where(used | dead, 0, self.code_idle + 1)
+        flat = latents.detach().permute(0, 2, 3, 1).reshape(-1, book.shape[1])  # (N*h*w, C)
+        pick = torch.randint(flat.shape[0], (book.shape[0],), device=flat.device)
+        book.copy_(torch.where(dead[:, None], flat[pick].to(book.dtype), book))
 
     def mask_decoder_loss(self, latents: torch.Tensor, labels: torch.Tensor,
                           class_weight: float) -> tuple[torch.Tensor, dict]:
