@@ -169,7 +169,7 @@ class Autoencoder(nn.Module):
         book = self.vae.quantize.embedding.weight  # (K, C)
         used = torch.bincount(codes, minlength=book.shape[0]) > 0
         dead = (self.code_idle + 1 >= self.config.code_restart) & ~used  # (K,)
-        self.code_idle = torch.where(used | dead, 0, self.code_idle + 1)
+        self.code_idle.copy_(torch.where(used | dead, 0, self.code_idle + 1))  # in place: a registered buffer
         flat = latents.detach().permute(0, 2, 3, 1).reshape(-1, book.shape[1])  # (N*h*w, C)
         pick = torch.randint(flat.shape[0], (book.shape[0],), device=flat.device)
         book.copy_(torch.where(dead[:, None], flat[pick].to(book.dtype), book))
