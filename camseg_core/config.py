@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 SCHEDULERS = ('ddpm', 'ddim')
 PRECISION_NAMES = ('fp32', 'fp16', 'bf16')  # autocast dtypes by name (camseg_core.device.PRECISIONS)
 RUNTIMES = ('torch', 'onnxruntime')  # what runs the four network calls; everything else is the same code
+QUANTIZERS = ('kl', 'vq')  # AutoencoderConfig.quantizer: continuous (KL) or codebook (VQ) tokens
 # Every `Segmenter` brightens frames darker than this mean brightness (0..1) to it before segmenting
 # (`imageops.lift_exposure`). The darkest of the demo model's 1000 generated training scenes has a mean of
 # 0.286: a darker frame (night) is outside what the models saw. Measured on both models in the model card.
@@ -41,7 +42,7 @@ def check_exposure_floor(value) -> float:
 
 @dataclass
 class AutoencoderConfig:
-    """KL autoencoder (diffusers `AutoencoderKL`) shared by the image and the maskige streams."""
+    """Autoencoder shared by the image and the maskige streams (diffusers `AutoencoderKL`, or `VQModel`)."""
 
     base_channels: int = 128  # width of the first resolution level
     channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # one entry per level; stride = 2**(len-1)
@@ -51,6 +52,11 @@ class AutoencoderConfig:
     scaling_factor: float = 0.2325  # latents are multiplied by this before the transformer sees them
     class_head: bool = False  # a learned 3x3 conv from the last decoder features to class scores (+ void),
     # used to decode masks instead of the nearest palette colour (GSS's learned inverse mapping)
+    quantizer: str = 'kl'  # 'kl': continuous tokens (diffusers AutoencoderKL, the paper's choice); 'vq': each
+    # token snapped to the nearest entry of a learned codebook (diffusers VQModel), for comparison
+    codebook_size: int = 1024  # vq only: entries in the codebook (each latent_channels wide)
+    code_restart: int = 0  # vq training: an entry no token used for this many steps is reset to a random
+    # encoder output of the batch, against codebook collapse (0: never; one training process only)
 
     @property
     def stride(self) -> int:
@@ -58,6 +64,12 @@ class AutoencoderConfig:
         return 2 ** (len(self.channel_mult) - 1)
 
     def validate(self) -> None:
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f'autoencoder quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}')
+        if not isinstance(self.codebook_size, int) or self.codebook_size < 2:
+            raise ValueError(f'autoencoder codebook_size must be an integer >= 2, got {self.codebook_size!r}')
+        if not isinstance(self.code_restart, int) or self.code_restart < 0:
+            raise ValueError(f'autoencoder code_restart must be an integer >= 0, got {self.code_restart!r}')
         if self.stride not in (8, 16):
             raise ValueError(f'autoencoder stride must be 8 or 16, got {self.stride} '
                              f'(channel_mult has {len(self.channel_mult)} levels)')

@@ -168,3 +168,22 @@ def test_suite_summary_is_json_ready():
     assert summary['miou'] == pytest.approx(suite.miou())
     assert len(summary['calibration']['reliability']['count']) == 15
     assert sum(summary['calibration']['reliability']['count']) == summary['num_pixels']
+
+
+def test_mean_precision_of_a_hand_computed_confusion_matrix():
+    # rows: ground truth, columns: predictions (3 classes; class 3 of 4 never appears)
+    counts = np.array([[3, 1, 0],
+                       [0, 2, 2],
+                       [1, 0, 1]])
+    target = np.repeat(np.repeat(np.arange(3), 3), counts.ravel())
+    pred = np.repeat(np.tile(np.arange(3), 3), counts.ravel())
+    suite = MetricSuite(4)
+    suite.update(pred.astype(np.uint8), target.astype(np.uint8), np.ones(pred.size))
+    np.testing.assert_array_equal(suite.confusion.matrix[:3, :3], counts)
+    # precision = TP / (TP + FP) = diagonal / column sum: 3/4, 2/3, 1/3; class 3 never predicted: left out
+    summary = suite.summary()
+    precision = [summary['per_class'][str(i)]['precision'] for i in range(4)]
+    assert precision[:3] == pytest.approx([3 / 4, 2 / 3, 1 / 3]) and precision[3] is None
+    assert summary['mean_precision'] == pytest.approx((3 / 4 + 2 / 3 + 1 / 3) / 3)
+    # IoU beside it: TP / (TP + FP + FN) = 3/5, 2/5, 1/4
+    assert summary['miou'] == pytest.approx((3 / 5 + 2 / 5 + 1 / 4) / 3)

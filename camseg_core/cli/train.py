@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import QUANTIZERS
 from ..training.job import TrainJob, job_defaults, train
 from ..training.loop import SCHEDULES, NonFiniteLoss, teardown_distributed
 from ..training.stages import DEFAULT_LR, STAGES
@@ -84,6 +85,14 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
                    help='with --cache-latents: also cache this many augmented copies of every item '
                         '(random scale/crop/flip, photometric and weather augmentation)')
     p.add_argument('--kl-weight', type=float, default=D['kl_weight'], help='vae: weight of the KL term')
+    p.add_argument('--quantizer', choices=QUANTIZERS,
+                   help="vae from a preset: 'kl' continuous mask and image tokens (the preset's) or 'vq' "
+                        'tokens snapped to a learned codebook (diffusers VQModel; the same widths and grid)')
+    p.add_argument('--codebook-size', type=int,
+                   help='vae with --quantizer vq: codebook entries (default 1024)')
+    p.add_argument('--code-restart', type=int, metavar='N',
+                   help='vae with --quantizer vq: reset a codebook entry unused for N steps to a random '
+                        'encoder output of the batch (default 0: never; one process only)')
     p.add_argument('--class-weight', type=float, default=D['class_weight'],
                    help='vae: weight of the class cross-entropy on decoded maskiges (0: colours only); '
                         'segmenter: weight of the cross-entropy teaching the transformer output each '

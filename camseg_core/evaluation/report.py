@@ -145,20 +145,28 @@ def score_dataset(segmenter, dataset, limit: int, batch_size: int, desc: str,
 
 
 def _ceiling_summary(suite: MetricSuite) -> dict:
-    """Keep the part of a MetricSuite summary a ceiling reports: mIoU, pixel accuracy, IoU per class."""
+    """Keep the part of a MetricSuite summary a ceiling reports.
+
+    mIoU, pixel accuracy, IoU per class, and the CAM-Seg paper's metric: precision per class and its mean over
+    the classes predicted ("AP" in the paper).
+    """
     s = suite.summary()
     return {'miou': s['miou'], 'num_classes_averaged': s['num_classes_averaged'],
             'pixel_accuracy': s['pixel_accuracy'], 'void_pixels': s['void_pixels'],
-            'ece': s['calibration']['ece'], 'per_class': {n: v['iou'] for n, v in s['per_class'].items()}}
+            'ece': s['calibration']['ece'], 'per_class': {n: v['iou'] for n, v in s['per_class'].items()},
+            'mean_precision': s['mean_precision'],
+            'per_class_precision': {n: v['precision'] for n, v in s['per_class'].items()}}
 
 
-def _ceilings(segmenter, dataset, limit: int, batch_size: int, desc: str) -> dict:
+def measure_ceilings(segmenter, dataset, limit: int, batch_size: int, desc: str = 'data') -> dict:
     """
     Score the ground-truth labels after what the model does to every mask, without the generator.
 
     'resolution': labels letterboxed to the processing size (nearest) and restored like predictions.
     'autoencoder' (models with a mask autoencoder, else None): labels at the processing size drawn as a
-    maskige, encoded, decoded to classes and restored. Both are scored against the full-size labels.
+    maskige, encoded, decoded to classes and restored. Both are scored against the full-size labels of the
+    first `limit` items of `dataset` (mIoU, IoU per class, precision per class and its mean: see
+    `_ceiling_summary`); `desc` names the progress bar.
     """
     suites = {'resolution': (MetricSuite(), segmenter.resize_labels)}
     if getattr(segmenter, 'has_mask_autoencoder', False):
@@ -227,7 +235,8 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
         run = score_dataset(segmenter, dataset, limits[name], batch_size, name, save_dir=save_dir,
                             num_samples=num_samples)
         samples[name] = run.pop('samples')
-        run['ceilings'] = _ceilings(segmenter, dataset, limits[name], batch_size, name) if ceilings else None
+        run['ceilings'] = (measure_ceilings(segmenter, dataset, limits[name], batch_size, name) if ceilings
+                           else None)
         results[name] = run
 
     sweep = {}
@@ -310,6 +319,15 @@ def _ceiling_markdown(results: dict) -> list[str]:
         lines.append(f'| {n} | {_pct(v["resolution"])} | {_pct(ae)} | {_pct(v["model"])} | '
                      f'{_loss(1.0, v["resolution"])} | {_loss(v["resolution"], ae)} | '
                      f'{_loss(gen_from, v["model"])} |')
+    lines += ['', 'Mean precision per class (TP / (TP + FP), averaged over the classes predicted: the',
+              "CAM-Seg paper's \"AP\"), in %.", '',
+              '| subset | resolution ceiling | autoencoder ceiling | model |',
+              '|---|---|---|---|']
+    for n in rows:
+        c = results[n]['ceilings']
+        ae = c['autoencoder']['mean_precision'] if c['autoencoder'] else None
+        lines.append(f'| {n} | {_pct(c["resolution"].get("mean_precision"))} | {_pct(ae)} | '
+                     f'{_pct(results[n]["metrics"].get("mean_precision"))} |')
     names = list(rows)
     lines += ['', 'IoU per class: resolution ceiling / autoencoder ceiling / model.', '',
               '| class | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]

@@ -142,6 +142,10 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
     """
     if opts.decoder_only and resume_header is None:
         check_decoder_only(opts)
+    chosen = opts.quantizer or opts.codebook_size or opts.code_restart
+    if chosen and (opts.stage != 'vae' or opts.init is not None):
+        raise ValueError('--quantizer, --codebook-size and --code-restart choose the autoencoder of a vae '
+                         'run from a preset (no --init); a checkpoint keeps its own')
     if resume_header is not None:
         model = build_model(resume_header['model_type'], resume_header['model_config'])
         return freeze(opts.stage, model, opts.decoder_only)
@@ -172,6 +176,9 @@ def build_stage_model(opts: StageOptions, resume_header: dict | None = None) -> 
         config = preset(opts.preset)
         if opts.image_size:
             config.image_size = tuple(opts.image_size)
+        config.autoencoder.quantizer = opts.quantizer or config.autoencoder.quantizer
+        config.autoencoder.codebook_size = opts.codebook_size or config.autoencoder.codebook_size
+        config.autoencoder.code_restart = opts.code_restart or config.autoencoder.code_restart
         model = build_model('camseg', config.to_dict())
     return freeze('vae', model, opts.decoder_only)
 

@@ -41,6 +41,9 @@ class StageOptions:
     cache_latents: bool = False  # segmenter: encode the data once (no augmentation), keep tokens in memory
     cache_copies: int = 0  # with cache_latents: also cache this many augmented copies of every item
     kl_weight: float = 1e-6  # vae only: weight of the KL term
+    quantizer: str | None = None  # vae from a preset only: 'kl' or 'vq' mask tokens (None: the preset's, KL)
+    codebook_size: int | None = None  # vae from a preset with quantizer 'vq': codebook entries (None: 1024)
+    code_restart: int | None = None  # vae from a preset with quantizer 'vq': AutoencoderConfig.code_restart
     class_weight: float = 0.0  # vae: weight of the class cross-entropy on decoded maskiges; segmenter (from a
     # vae run): the model's transformer.class_weight, the token-class cross-entropy on z
     image_stem: int = 0  # segmenter (from a vae run): the model's transformer.image_stem
