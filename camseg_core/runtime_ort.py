@@ -104,6 +104,9 @@ class OrtNetworks:
         self.providers = choose_providers(device, self.directory)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        # Worker threads that spin between runs would take the cores from the PyTorch steps in between
+        # (noise, scheduler loop, vote): they sleep instead.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         options.log_severity_level = 3  # errors only
         self.sessions = {}
         for name, graph in manifest['graphs'].items():
