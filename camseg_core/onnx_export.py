@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from .documents import read_document
-from .models.diffusion_head import timestep_embedding
 
 MANIFEST = 'camseg_onnx.json'
 FORMAT = 'camseg-onnx'
@@ -31,43 +30,15 @@ class OnnxGraphError(ValueError):
     """ONNX graphs that are missing, unreadable or do not belong to the model they are used with."""
 
 
-class _Encoder(nn.Module):
-    def __init__(self, model):
+class _Call(nn.Module):
+    """One of the model's network calls (`image_condition`, `one_pass`, `decode_latents`) as a module."""
+
+    def __init__(self, model, method: str):
         super().__init__()
-        self.model = model
+        self.model, self.method = model, method
 
-    def forward(self, images):  # (N, 3, H, W) -> (N, L, C [+ P])
-        return self.model.image_condition(images)
-
-
-class _Transformer(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, condition):  # (N, L, C [+ P]) -> (N, L, W)
-        return self.model.one_pass(condition)
-
-
-class _HeadStep(nn.Module):
-    def __init__(self, head):
-        super().__init__()
-        self.head = head
-
-    def forward(self, x, t, z):  # x (E*M, C), t (1,), z (M, D) -> v (E*M, C)
-        head = self.head
-        c = head.time_embed(timestep_embedding(t, head.config.width)) + head.cond_embed(z)  # (M, W)
-        return head.denoise(x, c)
-
-
-class _Decoder(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, latents):  # (N, C, h, w) -> (N, K+1, H, W) logits or (N, 3, H, W) maskige
-        ae = self.model.autoencoder
-        return ae.decode(latents) if ae.class_head is None else ae.decode_classes(latents)
+    def forward(self, *inputs):
+        return getattr(self.model, self.method)(*inputs)
 
 
 def graph_specs(model) -> dict[str, dict]:
@@ -78,11 +49,15 @@ def graph_specs(model) -> dict[str, dict]:
     cond = C + cfg.transformer.pixel_stem
     width = cfg.transformer.width
     return {
-        'encoder': (_Encoder(model), (torch.zeros(2, 3, h, w),), ['images'], 'condition'),
-        'transformer': (_Transformer(model), (torch.zeros(2, L, cond),), ['condition'], 'z'),
-        'head_step': (_HeadStep(model.head), (torch.zeros(6, C), torch.tensor([999]), torch.zeros(3, width)),
+        # images (N, 3, H, W) -> condition (N, L, C [+ P])
+        'encoder': (_Call(model, 'image_condition'), (torch.zeros(2, 3, h, w),), ['images'], 'condition'),
+        # condition (N, L, C [+ P]) -> z (N, L, W), every mask token masked
+        'transformer': (_Call(model, 'one_pass'), (torch.zeros(2, L, cond),), ['condition'], 'z'),
+        # the head's own forward: x (E*M, C), t (1,), z (M, D) -> v (E*M, C)
+        'head_step': (model.head, (torch.zeros(6, C), torch.tensor([999]), torch.zeros(3, width)),
                       ['x', 't', 'z'], 'v'),
-        'decoder': (_Decoder(model), (torch.zeros(2, C, rows, cols),), ['latents'], 'decoded'),
+        # latents (N, C, h, w) -> class logits (N, K+1, H, W), or the maskige (N, 3, H, W)
+        'decoder': (_Call(model, 'decode_latents'), (torch.zeros(2, C, rows, cols),), ['latents'], 'decoded'),
     }
 
 

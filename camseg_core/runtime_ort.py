@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .onnx_export import OnnxGraphError, export_onnx, read_manifest, weights_digest
+from .onnx_export import MANIFEST, OnnxGraphError, export_onnx, read_manifest, weights_digest
 
 log = logging.getLogger(__name__)
 GRAPH_DIR = 'onnx'  # a checkpoint's subfolder of graphs
@@ -48,14 +48,14 @@ def resolve_graphs(model, checkpoint: str | Path | None = None, onnx_dir: str | 
     """Return a directory of graphs of `model`'s weights, exported once if there is none (module doc)."""
     if onnx_dir is not None:
         onnx_dir = Path(onnx_dir)
-        if not (onnx_dir / 'camseg_onnx.json').exists():
+        if not (onnx_dir / MANIFEST).exists():
             log.warning('exporting ONNX graphs into %s (once)', onnx_dir)
             export_onnx(model, onnx_dir)
         return onnx_dir
-    if checkpoint is not None and (Path(checkpoint) / GRAPH_DIR / 'camseg_onnx.json').exists():
+    if checkpoint is not None and (Path(checkpoint) / GRAPH_DIR / MANIFEST).exists():
         return Path(checkpoint) / GRAPH_DIR
     target = cache_root() / 'onnx' / weights_digest(model)[:16]
-    if not (target / 'camseg_onnx.json').exists():
+    if not (target / MANIFEST).exists():
         log.warning('exporting ONNX graphs into %s (once per set of weights)', target)
         tmp = target.with_name(f'{target.name}.tmp-{os.getpid()}')
         export_onnx(model, tmp)

@@ -70,7 +70,8 @@ class DiffusionHead(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Predict the velocity v.
 
-        x: (M, C) noisy tokens, t: (M,) timesteps, z: (M, D) conditions -> (M, C).
+        x: (M, C) noisy tokens, t: (M,) or (1,) timesteps, z: (M', D) conditions -> (M, C); M = E * M' (E
+        samples of each condition, see `denoise`). The ONNX head step is this call.
         """
         return self.denoise(x, self.time_embed(timestep_embedding(t, self.config.width)) + self.cond_embed(z))
 
@@ -166,7 +167,7 @@ class DiffusionHead(nn.Module):
         run = functools.partial(self._loop, t=t, table=table, eta=eta, temperature=temperature,
                                 velocity=velocity)
         if capture and velocity is None:
-            key = ('head', tuple(z.shape), z.dtype, steps, scheduler, float(temperature))
+            key = ('head', tuple(z.shape), samples, z.dtype, steps, scheduler, float(temperature))
             return self.graphs(key, run, z, noise.float())
         return run(z, noise.float())
 
