@@ -14,15 +14,15 @@ import shutil
 from pathlib import Path
 
 import torch
+from torch.utils.data import Subset
 
 from ..api import load_segmenter
 from ..assets import resolve_checkpoint
 from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_config
 from ..config import SamplerConfig
-from ..data.datasets import open_dataset
 from ..evaluation.calibrate import (OBJECTIVES, ClassScores, calibrated_sampler, collect_scores,
                                     evaluate_temperature, fit_temperature)
-from ..evaluation.report import expand_data_spec
+from ..evaluation.report import open_data_specs
 from .options import add_device_group, add_flags, add_sampler_group, inference_options, positive_int
 
 
@@ -40,19 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_group(p, precision=False)
     add_sampler_group(p, seed={'help': 'sampler and pixel-subset seed (default: %(default)s)'})
     return p
-
-
-class _Head:
-    """The first `count` items of a dataset."""
-
-    def __init__(self, dataset, count: int | None):
-        self.dataset, self.count = dataset, len(dataset) if count is None else min(count, len(dataset))
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, i: int) -> dict:
-        return self.dataset[i]
 
 
 def _check_out(out: Path, source: Path) -> None:
@@ -75,8 +62,9 @@ def main(argv=None) -> int:
         source, header = read_config(resolve_checkpoint(args.checkpoint))
         out = Path(args.out)
         _check_out(out, source)
-        subsets = [pair for spec in args.data for pair in expand_data_spec(spec)]
-        datasets = {name: _Head(open_dataset(spec), args.max_images) for name, spec in subsets}
+        datasets = open_data_specs(args.data)
+        if args.max_images is not None:  # the first images of each subset
+            datasets = {k: Subset(d, range(min(len(d), args.max_images))) for k, d in datasets.items()}
         segmenter = load_segmenter(source, device=args.device, seed=args.seed, **inference_options(args))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from ..config import SamplerConfig
 from ..imageops import letterbox_labels
-from ..labels import IGNORE_INDEX, slots_to_train_ids
-from ..models.camseg import vote
+from ..labels import IGNORE_INDEX
+from ..models.camseg import scores_to_classes, vote
 from .metrics import CalibrationMeter
 
 OBJECTIVES = ('nll', 'ece')
@@ -85,8 +85,8 @@ def collect_scores(segmenter, dataset, pixels_per_image: int = 2048, seed: int =
 
 def confidence(scores: ClassScores, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the voted confidence of every pixel and whether its class is right, both (P,)."""
-    conf, slot = (scores.logits / temperature).softmax(-1).max(-1)  # (E, P) each
-    ids, conf = vote(slots_to_train_ids(slot)[:, None, None], conf[:, None, None])  # (1, 1, P) each
+    ids, conf = scores_to_classes(scores.logits, temperature, dim=-1)  # (E, P) each, as `decode_mask`
+    ids, conf = vote(ids[:, None, None], conf[:, None, None])  # (1, 1, P) each
     return conf.flatten(), ids.flatten() == scores.target
 
 

@@ -53,6 +53,19 @@ def vote(ids: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return slots_to_train_ids(winner), (n_agree / ids.shape[0]) * mean_conf
 
 
+def scores_to_classes(scores: torch.Tensor, temperature: float = 1.0, dim: int = 1
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class scores (K+1 along `dim`, the last void) -> trainIds uint8 and confidence float32, `dim` removed.
+
+    The most probable class (IGNORE_INDEX for void) and its softmax probability, the scores divided by
+    `temperature` first (a sampler's confidence calibration: the class is unchanged).
+    """
+    if temperature != 1.0:
+        scores = scores / temperature
+    conf, slot = scores.softmax(dim).max(dim)
+    return slots_to_train_ids(slot), conf.float()
+
+
 class CamSeg(nn.Module):
     """The CAM-Seg model. `loss` trains the transformer and head; `predict` segments preprocessed images."""
 
@@ -276,10 +289,7 @@ class CamSeg(nn.Module):
         with timer('postprocess'):
             if self.autoencoder.class_head is None:
                 return decode_maskige(decoded)
-            if confidence_temperature != 1.0:
-                decoded = decoded / confidence_temperature
-            conf, slot = decoded.softmax(1).max(1)  # (N, H, W) each
-            return slots_to_train_ids(slot), conf.float()
+            return scores_to_classes(decoded, confidence_temperature)  # (N, H, W) each
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled mask latents (N, C, h, w) -> class logits (N, K+1, H, W) or maskige (N, 3, H, W), fp32."""

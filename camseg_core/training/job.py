@@ -63,9 +63,9 @@ class TrainJob:
     cache_latents: bool = _OPTIONS.cache_latents
     cache_copies: int = _OPTIONS.cache_copies
     kl_weight: float = _OPTIONS.kl_weight
-    quantizer: str | None = None  # vae from a preset: 'kl' or 'vq' mask tokens (None: the preset's, KL)
-    codebook_size: int | None = None  # vae with quantizer 'vq': codebook entries (None: 1024)
-    code_restart: int | None = None  # vae with quantizer 'vq': restart codes unused for N steps
+    quantizer: str | None = _OPTIONS.quantizer
+    codebook_size: int | None = _OPTIONS.codebook_size
+    code_restart: int | None = _OPTIONS.code_restart
     class_weight: float = _OPTIONS.class_weight
     image_stem: int = _OPTIONS.image_stem
     pixel_stem: int = _OPTIONS.pixel_stem
