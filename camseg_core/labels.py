@@ -24,43 +24,56 @@ class Label:
     color: tuple[int, int, int]
 
 
-LABELS: tuple[Label, ...] = (
-    Label('unlabeled', 0, IGNORE_INDEX, (0, 0, 0)),
-    Label('ego vehicle', 1, IGNORE_INDEX, (0, 0, 0)),
-    Label('rectification border', 2, IGNORE_INDEX, (0, 0, 0)),
-    Label('out of roi', 3, IGNORE_INDEX, (0, 0, 0)),
-    Label('static', 4, IGNORE_INDEX, (0, 0, 0)),
-    Label('dynamic', 5, IGNORE_INDEX, (111, 74, 0)),
-    Label('ground', 6, IGNORE_INDEX, (81, 0, 81)),
-    Label('road', 7, 0, (128, 64, 128)),
-    Label('sidewalk', 8, 1, (244, 35, 232)),
-    Label('parking', 9, IGNORE_INDEX, (250, 170, 160)),
-    Label('rail track', 10, IGNORE_INDEX, (230, 150, 140)),
-    Label('building', 11, 2, (70, 70, 70)),
-    Label('wall', 12, 3, (102, 102, 156)),
-    Label('fence', 13, 4, (190, 153, 153)),
-    Label('guard rail', 14, IGNORE_INDEX, (180, 165, 180)),
-    Label('bridge', 15, IGNORE_INDEX, (150, 100, 100)),
-    Label('tunnel', 16, IGNORE_INDEX, (150, 120, 90)),
-    Label('pole', 17, 5, (153, 153, 153)),
-    Label('polegroup', 18, IGNORE_INDEX, (153, 153, 153)),
-    Label('traffic light', 19, 6, (250, 170, 30)),
-    Label('traffic sign', 20, 7, (220, 220, 0)),
-    Label('vegetation', 21, 8, (107, 142, 35)),
-    Label('terrain', 22, 9, (152, 251, 152)),
-    Label('sky', 23, 10, (70, 130, 180)),
-    Label('person', 24, 11, (220, 20, 60)),
-    Label('rider', 25, 12, (255, 0, 0)),
-    Label('car', 26, 13, (0, 0, 142)),
-    Label('truck', 27, 14, (0, 0, 70)),
-    Label('bus', 28, 15, (0, 60, 100)),
-    Label('caravan', 29, IGNORE_INDEX, (0, 0, 90)),
-    Label('trailer', 30, IGNORE_INDEX, (0, 0, 110)),
-    Label('train', 31, 16, (0, 80, 100)),
-    Label('motorcycle', 32, 17, (0, 0, 230)),
-    Label('bicycle', 33, 18, (119, 11, 32)),
-    Label('license plate', -1, IGNORE_INDEX, (0, 0, 142)),
-)
+# The official Cityscapes table: name | labelId | trainId ('-': not evaluated) | colour (R G B).
+_TABLE = """
+unlabeled            |  0 |  - |   0   0   0
+ego vehicle          |  1 |  - |   0   0   0
+rectification border |  2 |  - |   0   0   0
+out of roi           |  3 |  - |   0   0   0
+static               |  4 |  - |   0   0   0
+dynamic              |  5 |  - | 111  74   0
+ground               |  6 |  - |  81   0  81
+road                 |  7 |  0 | 128  64 128
+sidewalk             |  8 |  1 | 244  35 232
+parking              |  9 |  - | 250 170 160
+rail track           | 10 |  - | 230 150 140
+building             | 11 |  2 |  70  70  70
+wall                 | 12 |  3 | 102 102 156
+fence                | 13 |  4 | 190 153 153
+guard rail           | 14 |  - | 180 165 180
+bridge               | 15 |  - | 150 100 100
+tunnel               | 16 |  - | 150 120  90
+pole                 | 17 |  5 | 153 153 153
+polegroup            | 18 |  - | 153 153 153
+traffic light        | 19 |  6 | 250 170  30
+traffic sign         | 20 |  7 | 220 220   0
+vegetation           | 21 |  8 | 107 142  35
+terrain              | 22 |  9 | 152 251 152
+sky                  | 23 | 10 |  70 130 180
+person               | 24 | 11 | 220  20  60
+rider                | 25 | 12 | 255   0   0
+car                  | 26 | 13 |   0   0 142
+truck                | 27 | 14 |   0   0  70
+bus                  | 28 | 15 |   0  60 100
+caravan              | 29 |  - |   0   0  90
+trailer              | 30 |  - |   0   0 110
+train                | 31 | 16 |   0  80 100
+motorcycle           | 32 | 17 |   0   0 230
+bicycle              | 33 | 18 | 119  11  32
+license plate        | -1 |  - |   0   0 142
+"""
+
+
+def _parse_table(text: str) -> tuple[Label, ...]:
+    labels = []
+    for line in text.strip().splitlines():
+        name, label_id, train_id, color = (part.strip() for part in line.split('|'))
+        labels.append(Label(name, int(label_id), IGNORE_INDEX if train_id == '-' else int(train_id),
+                            tuple(int(c) for c in color.split())))
+    return tuple(labels)
+
+
+LABELS: tuple[Label, ...] = _parse_table(_TABLE)
 
 TRAIN_LABELS: tuple[Label, ...] = tuple(sorted((lb for lb in LABELS if lb.train_id != IGNORE_INDEX),
                                                key=lambda lb: lb.train_id))

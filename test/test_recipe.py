@@ -114,3 +114,16 @@ def test_recipe_under_torchrun_with_two_gloo_processes(tmp_path, recipe):
     assert [r['status'] for r in rows] == ['ran'] * 4 and st.load_state(run / 'base')[0]['world_size'] == 2
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0 and proc.stdout.count('done before, skipped') == 4
+
+
+def test_scale_multiplies_the_training_steps_and_warmup_only(tmp_path, recipe):
+    plain = load_recipe(recipe, ['steps=40', 'base.warmup=10'])
+    scaled = load_recipe(recipe, ['steps=40', 'base.warmup=10'], scale=0.05)
+    assert plain.stages[2].settings['steps'] == 40 and plain.stages[2].settings['warmup'] == 10
+    assert scaled.stages[2].settings['steps'] == 2 and scaled.stages[2].settings['warmup'] == 1  # at least 1
+    assert scaled.stages[0].settings == plain.stages[0].settings  # synth and eval keep their settings
+    assert scaled.stages[3].settings == plain.stages[3].settings
+    assert 'scale 0.05' in scaled.overrides
+    for bad in (0, -1, float('nan')):
+        with pytest.raises(ValueError, match='scale must be'):
+            load_recipe(recipe, scale=bad)

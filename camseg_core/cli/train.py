@@ -26,6 +26,16 @@ from .options import add_device_group, add_flags, int_at_least, size_at_least
 D = job_defaults()
 
 
+# The augmentation flags (AugmentConfig's fields): metavar and meaning. All four 0: clear images only.
+AUGMENTATIONS = {
+    'low_light': ('P', 'probability of the low-light augmentation (darker mid-tones, 20-60 %% exposure, noise)'),
+    'weather': ('P', 'probability of the weather augmentation (one of fog, snow, rain)'),
+    'jitter': ('S', 'colour jitter strength (brightness, contrast and saturation scaled by up to 1 +- S, hue '
+                    'shifted by up to S / 10)'),
+    'noise': ('P', 'probability of sensor noise or motion blur'),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the command-line parser: a sub-command per stage, and `recipe`."""
     p = argparse.ArgumentParser(prog='camseg-train', description=__doc__,
@@ -70,15 +80,9 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument('--ema', type=float, default=D['ema'], help='EMA decay of the saved weights')
     p.add_argument('--clip', type=float, default=D['clip'], help='gradient norm clipping (0: off)')
     p.add_argument('--no-augment', action='store_true', help='letterbox samples instead of random scale/crop')
-    p.add_argument('--low-light', type=float, default=D['low_light'], metavar='P',
-                   help='probability of the low-light augmentation (darker mid-tones, 20-60 %% exposure, '
-                        'sensor noise) of an augmented sample (default %(default)s; 0: off)')
-    p.add_argument('--weather', type=float, default=D['weather'], metavar='P',
-                   help='probability of the weather augmentation (one of fog, snow, rain) of an augmented '
-                        'sample (default %(default)s; 0: off)')
-    p.add_argument('--jitter', type=float, default=D['jitter'], metavar='S',
-                   help='colour jitter strength of an augmented sample: brightness, contrast and saturation '
-                        'scaled by up to 1 +- S, hue shifted by up to S / 10 (default %(default)s)')
+    for name, (metavar, text) in AUGMENTATIONS.items():
+        p.add_argument('--' + name.replace('_', '-'), type=float, default=D[name], metavar=metavar,
+                       help=f'{text} of an augmented sample (default %(default)s)')
     p.add_argument('--cache-latents', action='store_true',
                    help='segmenter: encode the data once (no augmentation) and keep the tokens in memory')
     p.add_argument('--cache-copies', type=int, default=D['cache_copies'],
@@ -138,6 +142,9 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
                         'repeatable')
     p.add_argument('--toy', action='store_true',
                    help="use the recipe's toy values (tiny data, few steps, CPU)")
+    p.add_argument('--scale', type=float, default=1.0, metavar='F',
+                   help="multiply every training stage's steps and warm-up by F (e.g. 0.05: the same schedule "
+                        'at a twentieth of the budget, into its own --out)')
     p.add_argument('--dry-run', action='store_true', help='print the plan and the state of each stage only')
 
 
@@ -145,7 +152,7 @@ def _recipe(args) -> None:
     """Run a recipe through the library's runner."""
     from ..training.recipe import load_recipe
     from ..training.runner import run_recipe
-    run_recipe(load_recipe(args.file, args.set, toy=args.toy, out=args.out), dry_run=args.dry_run)
+    run_recipe(load_recipe(args.file, args.set, toy=args.toy, out=args.out, scale=args.scale), dry_run=args.dry_run)
 
 
 def main(argv=None) -> int:

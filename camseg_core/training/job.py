@@ -25,8 +25,6 @@ from .loop import Trainer, TrainConfig, setup_distributed
 from .resume import check_resume, run_settings, saved_settings
 from .stages import DEFAULT_LR, STAGES, StageOptions, stage_data, step_module
 
-_CONFIG, _OPTIONS, _AUGMENT = TrainConfig(out=Path('.')), StageOptions(stage='vae'), AugmentConfig()
-
 
 def parse_size(value) -> tuple[int, int]:
     """Parse a training size: `config.parse_size` with each side at least 16."""
@@ -34,51 +32,24 @@ def parse_size(value) -> tuple[int, int]:
 
 
 @dataclass
-class TrainJob:
-    """The settings of one training run; the names are camseg-train's flags ('-' written '_')."""
+class _JobSettings:
+    """The settings of a job that are neither `TrainConfig`'s nor `StageOptions`' (see `TrainJob`)."""
 
     stage: str  # one of STAGES: 'vae', 'segmenter' or 'baseline'
     data: list[str]  # dataset specs: cityscapes:ROOT:SPLIT, acdc:ROOT:CONDITION:SPLIT, generated:ROOT
     out: Path  # run directory
-    preset: str = 'tiny'  # model preset (vae: tiny/base/large, baseline: tiny/micro)
-    image_size: tuple[int, int] | None = None  # processing size HxW, overriding the preset's / init's
-    init: Path | None = None  # start from this checkpoint (segmenter: the vae run)
     resume: bool = False  # continue the run saved in out
     allow_change: str = ''  # with resume: comma-separated settings that may differ from the saved run
-    steps: int = _CONFIG.steps
-    batch_size: int = _CONFIG.batch_size  # images per step and process
     lr: float | None = None  # peak learning rate (None: DEFAULT_LR of the stage)
-    weight_decay: float = _CONFIG.weight_decay
-    warmup: int = _CONFIG.warmup
-    schedule: str = _CONFIG.schedule
-    ema: float = _CONFIG.ema
-    clip: float = _CONFIG.clip
-    precision: str = _CONFIG.precision  # autocast dtype: fp32, bf16, fp16
     device: str = 'auto'  # auto, cpu, cuda (torchrun: each process its LOCAL_RANK)
     workers: int | None = None  # loader workers (None: the cores per process less one, 2 to 16)
-    no_augment: bool = False  # letterbox samples instead of random scale/crop
-    low_light: float = _AUGMENT.low_light
-    weather: float = _AUGMENT.weather
-    jitter: float = _AUGMENT.jitter
-    cache_latents: bool = _OPTIONS.cache_latents
-    cache_copies: int = _OPTIONS.cache_copies
-    kl_weight: float = _OPTIONS.kl_weight
-    quantizer: str | None = _OPTIONS.quantizer
-    codebook_size: int | None = _OPTIONS.codebook_size
-    code_restart: int | None = _OPTIONS.code_restart
-    class_weight: float = _OPTIONS.class_weight
-    image_stem: int = _OPTIONS.image_stem
-    pixel_stem: int = _OPTIONS.pixel_stem
-    rare_weight: float = _OPTIONS.rare_weight
-    mask_weight: float = _OPTIONS.mask_weight
-    decoder_only: bool = _OPTIONS.decoder_only
-    generated: float = _OPTIONS.generated
-    save_every: int = _CONFIG.save_every
-    log_every: int = _CONFIG.log_every
-    sample_every: int = _CONFIG.sample_every
-    seed: int = _CONFIG.seed
+    no_augment: bool = False  # letterbox samples instead of random scale/crop (StageOptions.augment)
     stop_after: int | None = None  # stop after this step without a final save, as if killed (tests)
     quiet: bool = field(default=False, repr=False)  # no progress lines (the recipe runner's own choice)
+
+
+class _Job(_JobSettings):
+    """The methods of `TrainJob`."""
 
     @classmethod
     def from_settings(cls, stage: str, settings: Mapping) -> 'TrainJob':
@@ -107,18 +78,27 @@ class TrainJob:
 
     def options(self, workers: int) -> StageOptions:
         """Return the stage options of this job."""
-        keep = {f.name for f in dataclasses.fields(StageOptions)} - {'augment', 'workers'}
-        return StageOptions(augment=not self.no_augment, workers=workers,
-                            **{k: getattr(self, k) for k in keep})
+        return StageOptions(stage=self.stage, augment=not self.no_augment, workers=workers,
+                            **{k: getattr(self, k) for k in _FROM_OPTIONS})
 
     def config(self) -> TrainConfig:
         """Return the optimisation settings of this job, validated."""
         lr = self.lr if self.lr is not None else DEFAULT_LR[self.stage]
-        return TrainConfig(out=self.out, steps=self.steps, batch_size=self.batch_size, lr=lr,
-                           weight_decay=self.weight_decay, warmup=self.warmup, schedule=self.schedule,
-                           ema=self.ema, clip=self.clip, precision=self.precision, save_every=self.save_every,
-                           log_every=self.log_every, sample_every=self.sample_every, seed=self.seed,
-                           stop_after=self.stop_after).validate()
+        return TrainConfig(out=self.out, lr=lr, stop_after=self.stop_after,
+                           **{k: getattr(self, k) for k in _FROM_CONFIG}).validate()
+
+
+# A job's other settings are TrainConfig's and StageOptions' fields with their defaults (betas, augment and
+# workers excepted), so that a setting is declared once, where the library reads it.
+_OWN = {f.name for f in dataclasses.fields(_JobSettings)}
+_FROM_CONFIG = [f for f in dataclasses.fields(TrainConfig) if f.name not in _OWN | {'betas'}]
+_FROM_OPTIONS = [f for f in dataclasses.fields(StageOptions) if f.name not in _OWN | {'stage', 'augment'}]
+TrainJob = dataclasses.make_dataclass(
+    'TrainJob', [(f.name, f.type, field(default=f.default)) for f in _FROM_CONFIG + _FROM_OPTIONS], bases=(_Job,),
+    namespace={'__doc__': 'The settings of one training run; the names are camseg-train\'s flags (\'-\' written '
+               "'_'): `_JobSettings`' own, then `TrainConfig`'s and `StageOptions`' (see there).",
+               '__module__': __name__})
+_FROM_CONFIG, _FROM_OPTIONS = [f.name for f in _FROM_CONFIG], [f.name for f in _FROM_OPTIONS]
 
 
 def job_defaults() -> dict:

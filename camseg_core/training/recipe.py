@@ -130,11 +130,14 @@ def _expand(entries: list, variables: dict, path: str) -> list[tuple[dict, dict]
 
 
 def load_recipe(path: str | Path, overrides: list[str] = (), toy: bool = False,
-                out: str | Path | None = None) -> Recipe:
+                out: str | Path | None = None, scale: float = 1.0) -> Recipe:
     """Read a recipe file, apply the toy values (with `toy`) and then `overrides`, and resolve its stages.
 
-    `out`: the run directory (default runs/<name>). ValueError naming the problem on a bad recipe.
+    `out`: the run directory (default runs/<name>). `scale`: every training stage's steps and warmup times
+    this factor (rounded, at least 1), after the overrides. ValueError naming the problem on a bad recipe.
     """
+    if not 0 < scale <= 1e3:
+        raise ValueError(f'scale must be in (0, 1000], got {scale}')
     path = Path(path)
     doc = read_document(path, 'recipe file not found', missing_error=FileNotFoundError, parse=yaml.safe_load,
                         kind='YAML', parse_errors=(yaml.YAMLError,))
@@ -179,9 +182,14 @@ def load_recipe(path: str | Path, overrides: list[str] = (), toy: bool = False,
                              if target != '*' else f'override {key}: no stage has the setting {setting!r}')
         for s in hits:
             s.settings[setting] = _resolve(value, variables)
+    if scale != 1:
+        for s in stages:
+            for key in ('steps', 'warmup') if s.kind in TRAIN_KINDS else ():
+                if key in s.settings:
+                    s.settings[key] = max(1, round(float(s.settings[key]) * scale))
     return Recipe(name, path, run, stages, str(doc.get('description') or '').strip(),
                   {k: _resolve(v, variables) for k, v in variables.items()},
-                  (['toy values'] if toy else []) + list(overrides))
+                  (['toy values'] if toy else []) + list(overrides) + ([f'scale {scale:g}'] if scale != 1 else []))
 
 
 def _stage(entry: dict, variables: dict, run: Path) -> Stage:

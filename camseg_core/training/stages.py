@@ -38,6 +38,7 @@ class StageOptions:
     low_light: float = AugmentConfig.low_light  # with augment: probability of the low-light augmentation
     weather: float = AugmentConfig.weather  # with augment: probability of one of fog, snow, rain
     jitter: float = AugmentConfig.jitter  # with augment: colour jitter strength (see AugmentConfig)
+    noise: float = AugmentConfig.noise  # with augment: probability of sensor noise or motion blur
     cache_latents: bool = False  # segmenter: encode the data once (no augmentation), keep tokens in memory
     cache_copies: int = 0  # with cache_latents: also cache this many augmented copies of every item
     kl_weight: float = 1e-6  # vae only: weight of the KL term
@@ -59,7 +60,7 @@ class StageOptions:
 
     def augmentation(self) -> AugmentConfig:
         """Return the augmentation settings these options ask for (the crop is set by the data)."""
-        return AugmentConfig(low_light=self.low_light, weather=self.weather, jitter=self.jitter)
+        return AugmentConfig(low_light=self.low_light, weather=self.weather, jitter=self.jitter, noise=self.noise)
 
 
 class VaeStep(nn.Module):
