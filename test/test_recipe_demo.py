@@ -163,17 +163,19 @@ def test_zero_shot_recipe_is_the_single_schedule_without_adverse_augmentation():
         assert {k: v for k, v in ours.items() if k not in clear} == \
                {k: v for k, v in theirs.items() if k not in clear}, name
     pure = zero['pure'].settings
-    assert pure['image_stem'] == 0 and pure['pixel_stem'] == 0 and pure['steps'] == zero['camseg'].settings['steps']
+    assert pure['image_stem'] == 0 and pure['pixel_stem'] == 0
+    assert pure['steps'] == zero['camseg'].settings['steps']
     for name in ('eval_camseg', 'eval_baseline'):
         assert zero[name].settings['corruptions'] == 'all' and zero[name].settings['severities'] == [1, 2, 3]
 
 
 def test_clear_only_flags_reach_the_augmentation():
     from camseg_core.data.augment import AugmentConfig
-    args = vars(train_parser().parse_args(['vae', '--data', 'generated:d', '--out', 'o', '--weather', '0',
-                                           '--jitter', '0', '--low-light', '0', '--noise', '0']))
+    flags = ['--weather', '0', '--jitter', '0', '--low-light', '0', '--noise', '0']
+    args = vars(train_parser().parse_args(['vae', '--data', 'generated:d', '--out', 'o'] + flags))
     job = TrainJob.from_settings(args.pop('stage'), args)
     assert job.options(1).augmentation() == AugmentConfig(weather=0, jitter=0, low_light=0, noise=0)
-    assert TrainJob.from_settings('vae', {'data': 'd', 'out': 'o'}).options(1).augmentation() == AugmentConfig()
+    default = TrainJob.from_settings('vae', {'data': 'd', 'out': 'o'})
+    assert default.options(1).augmentation() == AugmentConfig()
     with pytest.raises(ValueError, match="unknown setting.*nois .did you mean noise"):
         TrainJob.from_settings('vae', {'data': 'd', 'out': 'o', 'nois': 0})

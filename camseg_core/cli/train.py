@@ -28,7 +28,8 @@ D = job_defaults()
 
 # The augmentation flags (AugmentConfig's fields): metavar and meaning. All four 0: clear images only.
 AUGMENTATIONS = {
-    'low_light': ('P', 'probability of the low-light augmentation (darker mid-tones, 20-60 %% exposure, noise)'),
+    'low_light': ('P', 'probability of the low-light augmentation (darker mid-tones, 20-60 %% exposure, '
+                       'noise)'),
     'weather': ('P', 'probability of the weather augmentation (one of fog, snow, rain)'),
     'jitter': ('S', 'colour jitter strength (brightness, contrast and saturation scaled by up to 1 +- S, hue '
                     'shifted by up to S / 10)'),
@@ -143,8 +144,8 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument('--toy', action='store_true',
                    help="use the recipe's toy values (tiny data, few steps, CPU)")
     p.add_argument('--scale', type=float, default=1.0, metavar='F',
-                   help="multiply every training stage's steps and warm-up by F (e.g. 0.05: the same schedule "
-                        'at a twentieth of the budget, into its own --out)')
+                   help="multiply every training stage's steps and warm-up by F (e.g. 0.05: the same "
+                        'schedule at a twentieth of the budget, into its own --out)')
     p.add_argument('--dry-run', action='store_true', help='print the plan and the state of each stage only')
 
 
@@ -152,7 +153,8 @@ def _recipe(args) -> None:
     """Run a recipe through the library's runner."""
     from ..training.recipe import load_recipe
     from ..training.runner import run_recipe
-    run_recipe(load_recipe(args.file, args.set, toy=args.toy, out=args.out, scale=args.scale), dry_run=args.dry_run)
+    run_recipe(load_recipe(args.file, args.set, toy=args.toy, out=args.out,
+                           scale=args.scale), dry_run=args.dry_run)
 
 
 def main(argv=None) -> int:

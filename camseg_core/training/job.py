@@ -17,7 +17,6 @@ from typing import Mapping
 import torch
 
 from ..config import parse_size as config_parse_size
-from ..data.augment import AugmentConfig
 from . import state as st
 from .build import build_stage_model, calibrate_latent_scale, check_preset, encoder_trained, init_stage
 from .data import default_workers, open_training_data
@@ -94,9 +93,10 @@ _OWN = {f.name for f in dataclasses.fields(_JobSettings)}
 _FROM_CONFIG = [f for f in dataclasses.fields(TrainConfig) if f.name not in _OWN | {'betas'}]
 _FROM_OPTIONS = [f for f in dataclasses.fields(StageOptions) if f.name not in _OWN | {'stage', 'augment'}]
 TrainJob = dataclasses.make_dataclass(
-    'TrainJob', [(f.name, f.type, field(default=f.default)) for f in _FROM_CONFIG + _FROM_OPTIONS], bases=(_Job,),
-    namespace={'__doc__': 'The settings of one training run; the names are camseg-train\'s flags (\'-\' written '
-               "'_'): `_JobSettings`' own, then `TrainConfig`'s and `StageOptions`' (see there).",
+    'TrainJob', [(f.name, f.type, field(default=f.default)) for f in _FROM_CONFIG + _FROM_OPTIONS],
+    bases=(_Job,),
+    namespace={'__doc__': "The settings of one training run; the names are camseg-train's flags ('-' "
+               "written '_'): `_JobSettings`' own, then `TrainConfig`'s and `StageOptions`' (see there).",
                '__module__': __name__})
 _FROM_CONFIG, _FROM_OPTIONS = [f.name for f in _FROM_CONFIG], [f.name for f in _FROM_OPTIONS]
 

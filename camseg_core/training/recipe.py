@@ -189,7 +189,8 @@ def load_recipe(path: str | Path, overrides: list[str] = (), toy: bool = False,
                     s.settings[key] = max(1, round(float(s.settings[key]) * scale))
     return Recipe(name, path, run, stages, str(doc.get('description') or '').strip(),
                   {k: _resolve(v, variables) for k, v in variables.items()},
-                  (['toy values'] if toy else []) + list(overrides) + ([f'scale {scale:g}'] if scale != 1 else []))
+                  (['toy values'] if toy else []) + list(overrides)
+                  + ([f'scale {scale:g}'] if scale != 1 else []))
 
 
 def _stage(entry: dict, variables: dict, run: Path) -> Stage:

@@ -60,7 +60,8 @@ class StageOptions:
 
     def augmentation(self) -> AugmentConfig:
         """Return the augmentation settings these options ask for (the crop is set by the data)."""
-        return AugmentConfig(low_light=self.low_light, weather=self.weather, jitter=self.jitter, noise=self.noise)
+        return AugmentConfig(low_light=self.low_light, weather=self.weather, jitter=self.jitter,
+                             noise=self.noise)
 
 
 class VaeStep(nn.Module):
