@@ -3,8 +3,8 @@
     python scripts/robustness_breakdown.py --checkpoint runs/zero_shot_004/export \
         --data generated:runs/zero_shot_004/data --out runs/zero_shot_004/breakdown
 
-The generated evaluation scenes render every scene clear and under each condition, so a foggy image has a clear
-twin. The transformer is conditioned on the KL image tokens of the image and, with a pixel stem, on the stem's
+The generated evaluation scenes render every scene clear and under each condition, so a foggy image has a
+clear twin. The transformer is conditioned on the KL image tokens of the image and, with a pixel stem, on the stem's
 features of its pixels. For every condition this scores (mIoU and mean per-class precision, the model's own
 sampler unless --profile says otherwise):
   clear          both inputs from the clear twin (the clear score)
@@ -13,8 +13,8 @@ sampler unless --profile says otherwise):
   condition      both from the condition (the score camseg-eval reports)
   other tokens   the stem from the clear twin, the KL image tokens of another clear scene of the batch (how
                  much the model reads its image tokens at all)
-and the drift of each input, |x(condition) - x(clear)| / |x(clear)| over the scenes. The mask decoder only sees
-mask tokens, so what is left of the loss lies in the encoder's tokens and the transformer reading them. Writes
+and the drift of each input, |x(condition) - x(clear)| / |x(clear)| over the scenes. The mask decoder only
+sees mask tokens, so what is left of the loss lies in the encoder's tokens and the transformer reading them. Writes
 breakdown.json and breakdown.md (and breakdown.png with matplotlib) into --out.
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ class SwappedInputs:
     """The model's four network calls, with the image condition built from a scene and its clear twin."""
 
     def __init__(self, segmenter: Segmenter):
+        """Wrap the segmenter's model; set `twins` (the clear images) and `mode` before each call."""
         self.model, self.segmenter = segmenter.model, segmenter
         self.twins, self.mode, self.drift = None, 'condition', {'tokens': [], 'stem': []}
 
@@ -51,17 +52,20 @@ class SwappedInputs:
 
     def image_condition(self, images: torch.Tensor) -> torch.Tensor:
         """Letterboxed condition images -> the transformer's condition with the inputs of `mode`."""
-        twins, _ = letterbox(self.twins, self.model.config.image_size, images.device, self.segmenter.exposure_floor)
+        size, floor = self.model.config.image_size, self.segmenter.exposure_floor
+        twins, _ = letterbox(self.twins, size, images.device, floor)
         (tok, stem), (tok_c, stem_c) = self._inputs(images), self._inputs(twins)
         if self.mode == 'condition':
             for key, x, ref in (('tokens', tok, tok_c), ('stem', stem, stem_c)):
                 if x is not None:
-                    self.drift[key] += ((x - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)).tolist()
+                    change = (x - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)
+                    self.drift[key] += change.tolist()
         pick = {'clear': (tok_c, stem_c), 'tokens only': (tok, stem_c), 'stem only': (tok_c, stem),
                 'condition': (tok, stem), 'other tokens': (tok_c.roll(1, 0), stem_c)}[self.mode]
         return pick[0] if pick[1] is None else torch.cat(pick, dim=-1)
 
-    def __getattr__(self, name):  # one_pass, sample_tokens, decode_latents: the model's own
+    def __getattr__(self, name):
+        """one_pass, sample_tokens, decode_latents: the model's own."""
         return getattr(self.model, name)
 
 
@@ -92,7 +96,8 @@ def main(argv=None) -> int:
         p.error(f'{args.data} has no clear subset (subsets: {", ".join(subsets)})')
     clear = subsets.pop(clear_name)
     has_stem = segmenter.model.transformer.pixel_stem is not None
-    result = {'checkpoint': args.checkpoint, 'profile': args.profile, 'pixel_stem': has_stem, 'conditions': {}}
+    result = {'checkpoint': args.checkpoint, 'profile': args.profile, 'pixel_stem': has_stem,
+              'conditions': {}}
     for name, data in subsets.items():
         n = min(len(data), len(clear), args.max_images or len(data))
         suites = {m: MetricSuite() for m in _modes(has_stem)}
@@ -128,7 +133,7 @@ def _markdown(result: dict) -> str:
     for name, row in result['conditions'].items():
         drift = row['drift']
         lines.append(f'| {name} | ' + ' | '.join(f'{100 * row[m]["miou"]:.1f}' for m in modes)
-                     + f' | {drift.get("tokens", float("nan")):.3f} | {drift.get("stem", float("nan")):.3f} |')
+                     + ''.join(f' | {drift.get(k, float("nan")):.3f}' for k in ('tokens', 'stem')) + ' |')
     return '\n'.join(lines) + '\n'
 
 
@@ -144,8 +149,8 @@ def _plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.5))
     width = 0.8 / len(modes)
     for k, mode in enumerate(modes):
-        ax.bar(np.arange(len(names)) + k * width, [100 * result['conditions'][n][mode]['miou'] for n in names],
-               width, label=mode)
+        scores = [100 * result['conditions'][n][mode]['miou'] for n in names]
+        ax.bar(np.arange(len(names)) + k * width, scores, width, label=mode)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, [n.split('/')[-1] for n in names], fontsize=8)
     ax.set_ylabel('mIoU %')
     ax.legend(fontsize=8)

@@ -27,6 +27,7 @@ def _score(checkpoint, spec, n):
 
 
 def test_swapped_inputs_reproduce_the_plain_model_at_both_ends(tmp_path):
+    """'condition' is the plain model on the snow images, 'clear' the plain model on their clear twins."""
     data = tmp_path / 'synth'
     assert synth(['--out', str(data), '--num', '4', '--split', 'val', '--seed', '3', '--size', '32x64',
                   '--conditions', 'clear,snow']) == 0
