@@ -4,8 +4,8 @@
         --data generated:runs/zero_shot_004/data --out runs/zero_shot_004/breakdown
 
 The generated evaluation scenes render every scene clear and under each condition, so a foggy image has a
-clear twin. The transformer is conditioned on the KL image tokens of the image and, with a pixel stem, on the stem's
-features of its pixels. For every condition this scores (mIoU and mean per-class precision, the model's own
+clear twin. The transformer is conditioned on the KL image tokens of the image and, with a pixel stem, on the
+stem's features of its pixels. For every condition this scores (mIoU and mean per-class precision, the model's own
 sampler unless --profile says otherwise):
   clear          both inputs from the clear twin (the clear score)
   tokens only    the KL image tokens from the condition, the pixel stem from the clear twin
@@ -14,8 +14,8 @@ sampler unless --profile says otherwise):
   other tokens   the stem from the clear twin, the KL image tokens of another clear scene of the batch (how
                  much the model reads its image tokens at all)
 and the drift of each input, |x(condition) - x(clear)| / |x(clear)| over the scenes. The mask decoder only
-sees mask tokens, so what is left of the loss lies in the encoder's tokens and the transformer reading them. Writes
-breakdown.json and breakdown.md (and breakdown.png with matplotlib) into --out.
+sees mask tokens, so what is left of the loss lies in the encoder's tokens and the transformer reading them.
+Writes breakdown.json and breakdown.md (and breakdown.png with matplotlib) into --out.
 """
 from __future__ import annotations
 
