@@ -5,8 +5,8 @@
 
 The generated evaluation scenes render every scene clear and under each condition, so a foggy image has a
 clear twin. The transformer is conditioned on the KL image tokens of the image and, with a pixel stem, on the
-stem's features of its pixels. For every condition this scores (mIoU and mean per-class precision, the model's own
-sampler unless --profile says otherwise):
+stem's features of its pixels. For every condition this scores (mIoU and mean per-class precision, the
+model's own sampler unless --profile says otherwise):
   clear          both inputs from the clear twin (the clear score)
   tokens only    the KL image tokens from the condition, the pixel stem from the clear twin
   stem only      the KL image tokens from the clear twin, the pixel stem from the condition
