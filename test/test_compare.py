@@ -17,7 +17,7 @@ def _summary(name, model_type, values, ceilings=None):
     """Build a minimal camseg-eval summary: values maps subset -> (mIoU, ECE, AUROC)."""
     return {'model': {'name': name, 'model_type': model_type},
             'datasets': {s: {'num_images': 2,
-                             'metrics': {'miou': m, 'pixel_accuracy': m,
+                             'metrics': {'miou': m, 'pixel_accuracy': m, 'mean_precision': 1 - m,
                                          'calibration': {'ece': e, 'auroc_wrong': a}},
                              'ceilings': (ceilings or {}).get(s)}
                          for s, (m, e, a) in values.items()}}
@@ -42,6 +42,8 @@ def test_compare_numbers():
     clear, fog, night = (result['results'][s] for s in result['subsets'])
     assert fog['camseg']['retention'] == pytest.approx(0.75)
     assert fog['base']['retention'] == pytest.approx(0.8)
+    assert fog['camseg']['precision_retention'] == pytest.approx(0.7 / 0.6)  # mean per-class precision
+    assert clear['base']['mean_precision'] == pytest.approx(0.5)
     assert clear['camseg']['retention'] == pytest.approx(1.0)
     assert fog['camseg']['of_baseline'] == pytest.approx(0.75) and 'of_baseline' not in fog['base']
     assert clear['camseg']['ece_vs_baseline'] == pytest.approx(0.06)
@@ -68,7 +70,8 @@ def test_cli_writes_tables_json_and_plot(tmp_path):
     assert list(result['models']) == ['tiny_synth', 'mine'] and result['baseline'] == 'mine'
     md = (out / 'comparison.md').read_text()
     for text in ('## mIoU', '## Retention', '## Calibration', '## Ceilings', 'tiny_synth of mine',
-                 '| fog | 30.0 | 40.0 | 75.0 |', '72.0 / 50.0 / 40.0', '72.0 / - / 50.0', '+6.0'):
+                 '| fog | 30.0 | 40.0 | 75.0 |', '72.0 / 50.0 / 40.0', '72.0 / - / 50.0', '+6.0',
+                 '## Mean per-class precision', '| fog | 70.0 (116.7) | 60.0 (120.0) |'):
         assert text in md, text
     with Image.open(out / 'comparison.png') as im:
         assert im.format == 'PNG' and im.size[0] > 100

@@ -6,7 +6,8 @@ Compare evaluations: read two or more `metrics.json` files of camseg-eval and ta
     write_comparison(result, 'runs/compare')   # comparison.json, comparison.md, comparison.png
 
 Per subset (clear, fog, night, ...) and model: mIoU, ECE, AUROC of the confidence for wrong pixels,
-the retention mIoU(subset) / mIoU(reference subset, 'clear'), the mIoU as a fraction of the baseline's,
+the retention mIoU(subset) / mIoU(reference subset, 'clear'), the mean per-class precision (the CAM-Seg
+paper's "AP") and its retention, the mIoU as a fraction of the baseline's,
 the ECE difference to the baseline, and the resolution and autoencoder ceilings where the run has them.
 """
 from __future__ import annotations
@@ -72,9 +73,11 @@ def _entry(data: dict, clear: dict | None) -> dict:
     ceilings = data.get('ceilings') or {}
     ceiling = {k: (ceilings.get(k) or {}).get('miou') for k in ('resolution', 'autoencoder')}
     return {'num_images': data.get('num_images'), 'miou': m.get('miou'),
-            'pixel_accuracy': m.get('pixel_accuracy'), 'ece': cal.get('ece'),
-            'auroc_wrong': cal.get('auroc_wrong'),
+            'pixel_accuracy': m.get('pixel_accuracy'), 'mean_precision': m.get('mean_precision'),
+            'ece': cal.get('ece'), 'auroc_wrong': cal.get('auroc_wrong'),
             'retention': _ratio(m.get('miou'), clear['metrics'].get('miou')) if clear else None,
+            'precision_retention': _ratio(m.get('mean_precision'),
+                                          clear['metrics'].get('mean_precision')) if clear else None,
             'ceilings': ceiling if any(v is not None for v in ceiling.values()) else None}
 
 
@@ -148,6 +151,9 @@ def render_markdown(result: dict) -> str:
     lines += _table(result, cols)
     lines += ['', f'## Retention (mIoU / mIoU on {result["reference_subset"]})', '']
     lines += _table(result, [(n, n, lambda e: _pct(e['retention'])) for n in names])
+    lines += ['', '## Mean per-class precision (the CAM-Seg paper\'s "AP") and its retention', '']
+    lines += _table(result, [(n, n, lambda e: f'{_pct(e.get("mean_precision"))} '
+                                              f'({_pct(e.get("precision_retention"))})') for n in names])
     lines += ['', '## Calibration', '',
               'ECE (lower is better) and AUROC of low confidence for wrong pixels.', '']
     cols = [(f'{n} ECE', n, lambda e: _pct(e['ece'])) for n in names]
