@@ -80,6 +80,7 @@ def test_evaluate_end_to_end(tmp_path, rng, tiny_segmenter):
     assert sweep['dataset'] == 'data' and list(sweep['results']) == ['gaussian_noise']
     noisy = sweep['results']['gaussian_noise']['1']
     assert noisy['retention'] == pytest.approx(noisy['miou'] / data['metrics']['miou'])
+    assert 0.0 <= noisy['mean_precision'] <= 1.0  # the paper's per-class precision, under corruption too
     for name in ('per_class_iou.png', 'reliability.png', 'robustness.png', 'samples_data.png'):
         assert name in summary['figures']
         _assert_png(out / name)

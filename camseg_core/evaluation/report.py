@@ -249,8 +249,8 @@ def evaluate(segmenter, data, out_dir: str | Path, *, batch_size: int = 4, max_i
             sweep.setdefault(c, {})[str(s)] = {
                 'miou': m['miou'],
                 'retention': m['miou'] / clean if m['miou'] is not None and clean else None,
-                'pixel_accuracy': m['pixel_accuracy'], 'ece': m['calibration']['ece'],
-                'auroc_wrong': m['calibration']['auroc_wrong']}
+                'pixel_accuracy': m['pixel_accuracy'], 'mean_precision': m['mean_precision'],
+                'ece': m['calibration']['ece'], 'auroc_wrong': m['calibration']['auroc_wrong']}
 
     summary = {
         'created': datetime.datetime.now().isoformat(timespec='seconds'),
