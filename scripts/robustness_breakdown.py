@@ -41,9 +41,14 @@ class SwappedInputs:
     """The model's four network calls, with the image condition built from a scene and its clear twin."""
 
     def __init__(self, segmenter: Segmenter):
-        """Wrap the segmenter's model; set `twins` (the clear images) and `mode` before each call."""
+        """Wrap the segmenter's model; call `set_twins` (the clear images) and set `mode` before each call."""
         self.model, self.segmenter = segmenter.model, segmenter
         self.twins, self.mode, self.drift = None, 'condition', {'tokens': [], 'stem': []}
+        self._twin_inputs = None  # the twins' (tokens, stem), computed once per set_twins
+
+    def set_twins(self, images: list) -> None:
+        """Set the clear twins (HxWx3 uint8) of the next batch; encoded once for all modes."""
+        self.twins, self._twin_inputs = images, None
 
     def _inputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens = to_tokens(self.model.autoencoder.encode(images))
@@ -52,9 +57,10 @@ class SwappedInputs:
 
     def image_condition(self, images: torch.Tensor) -> torch.Tensor:
         """Letterboxed condition images -> the transformer's condition with the inputs of `mode`."""
-        size, floor = self.model.config.image_size, self.segmenter.exposure_floor
-        twins, _ = letterbox(self.twins, size, images.device, floor)
-        (tok, stem), (tok_c, stem_c) = self._inputs(images), self._inputs(twins)
+        if self._twin_inputs is None:
+            size, floor = self.model.config.image_size, self.segmenter.exposure_floor
+            self._twin_inputs = self._inputs(letterbox(self.twins, size, images.device, floor)[0])
+        (tok, stem), (tok_c, stem_c) = self._inputs(images), self._twin_inputs
         if self.mode == 'condition':
             for key, x, ref in (('tokens', tok, tok_c), ('stem', stem, stem_c)):
                 if x is not None:
@@ -67,6 +73,14 @@ class SwappedInputs:
     def __getattr__(self, name):
         """one_pass, sample_tokens, decode_latents: the model's own."""
         return getattr(self.model, name)
+
+
+def _batches(n: int, size: int) -> list[range]:
+    """Return index ranges of `size` scenes; a last scene alone joins the batch before it."""
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()  # "other tokens" rolls within a batch: a batch of one would keep its own tokens
+    return [range(a, b) for a, b in zip(starts, starts[1:] + [n])]
 
 
 def _modes(pixel_stem: bool) -> list[str]:
@@ -102,17 +116,18 @@ def main(argv=None) -> int:
         n = min(len(data), len(clear), args.max_images or len(data))
         suites = {m: MetricSuite() for m in _modes(has_stem)}
         swap.drift = {'tokens': [], 'stem': []}
-        for start in range(0, n, args.batch_size):
-            items = [check_item(data[i], i) for i in range(start, min(n, start + args.batch_size))]
-            twins = [check_item(clear[i], i) for i in range(start, min(n, start + args.batch_size))]
+        for batch in _batches(n, args.batch_size):
+            items = [check_item(data[i], i) for i in batch]
+            twins = [check_item(clear[i], i) for i in batch]
             if any(not np.array_equal(a[1], b[1]) for a, b in zip(items, twins)):  # twins share labels
                 p.error(f'{name} and {clear_name} do not hold the same scenes in the same order')
+            swap.set_twins([t[0] for t in twins])
             for mode, suite in suites.items():
-                swap.mode, swap.twins = mode, [t[0] for t in twins]
+                swap.mode = mode
                 for (_, label, _), out in zip(items, segmenter.segment([it[0] for it in items])):
                     suite.update(out.labels, label, out.confidence)
-        row = {m: {'miou': s.summary()['miou'], 'mean_precision': s.summary()['mean_precision']}
-               for m, s in suites.items()}
+        summaries = {m: s.summary() for m, s in suites.items()}
+        row = {m: {k: sm[k] for k in ('miou', 'mean_precision')} for m, sm in summaries.items()}
         row['drift'] = {k: float(np.mean(v)) for k, v in swap.drift.items() if v}
         row['num_images'] = n
         result['conditions'][name] = row

@@ -90,15 +90,15 @@ class _Job(_JobSettings):
 # A job's other settings are TrainConfig's and StageOptions' fields with their defaults (betas, augment and
 # workers excepted), so that a setting is declared once, where the library reads it.
 _OWN = {f.name for f in dataclasses.fields(_JobSettings)}
-_FROM_CONFIG = [f for f in dataclasses.fields(TrainConfig) if f.name not in _OWN | {'betas'}]
-_FROM_OPTIONS = [f for f in dataclasses.fields(StageOptions) if f.name not in _OWN | {'stage', 'augment'}]
+_CONFIG_FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name not in _OWN | {'betas'}]
+_OPTION_FIELDS = [f for f in dataclasses.fields(StageOptions) if f.name not in _OWN | {'stage', 'augment'}]
+_FROM_CONFIG, _FROM_OPTIONS = [f.name for f in _CONFIG_FIELDS], [f.name for f in _OPTION_FIELDS]
 TrainJob = dataclasses.make_dataclass(
-    'TrainJob', [(f.name, f.type, field(default=f.default)) for f in _FROM_CONFIG + _FROM_OPTIONS],
+    'TrainJob', [(f.name, f.type, field(default=f.default)) for f in _CONFIG_FIELDS + _OPTION_FIELDS],
     bases=(_Job,),
     namespace={'__doc__': "The settings of one training run; the names are camseg-train's flags ('-' "
                "written '_'): `_JobSettings`' own, then `TrainConfig`'s and `StageOptions`' (see there).",
                '__module__': __name__})
-_FROM_CONFIG, _FROM_OPTIONS = [f.name for f in _FROM_CONFIG], [f.name for f in _FROM_OPTIONS]
 
 
 def job_defaults() -> dict:
